@@ -1,0 +1,189 @@
+package categorizer
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/gaissmai/bart"
+)
+
+// Index is an immutable compiled snapshot of all feeds. Safe for
+// concurrent use; swap whole Indexes atomically to update.
+type Index struct {
+	version    uint64
+	categories []string // index = category ID; 0 is newly_seen
+	threats    []string // index = threat ID; names of threat feeds
+	feeds      []FeedInfo
+
+	attrs     []attr
+	attrFeeds []uint64 // per attr: mask of contributing feed IDs (Explain)
+
+	domains table // domain key → attr ID
+
+	urlHosts  table // host key → urlGroups index
+	urlGroups []urlGroup
+	urlPaths  []string // per rule: path prefix, sorted within a group
+	urlAttrs  []uint32 // per rule: attr ID
+
+	cidr         *bart.Table[uint32] // prefix → attr ID (covering prefixes folded in)
+	cidrPrefixes []netip.Prefix      // every prefix, for snapshots
+	cidrCount    int
+}
+
+type urlGroup struct {
+	host       string
+	start, end uint32
+}
+
+var emptyIndex = func() *Index {
+	ix, err := NewBuilder().Build(0)
+	if err != nil {
+		panic(err)
+	}
+	return ix
+}()
+
+// EmptyIndex returns an Index with no entries (only the built-in
+// categories). It is shared and immutable.
+func EmptyIndex() *Index { return emptyIndex }
+
+// Lookup returns the categories and threats of a destination: every
+// listed parent domain of host (a listed example.com covers
+// a.b.example.com), the URL path prefixes listed under exactly this host,
+// and the IP prefixes containing ip (or host, when host is an IP literal
+// and ip is the zero Addr). host may be in any case and may end with a
+// dot; it should already be punycode (NormalizeHost). Country is left
+// zero: Geo.Country fills it. Lookup allocates nothing.
+func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
+	var v Verdict
+	n := len(host)
+	if n > 0 && host[n-1] == '.' {
+		n--
+	}
+	if n > 0 && (ix.domains.n > 0 || ix.urlHosts.n > 0) {
+		h := hashOffset
+		for i := n - 1; i >= 0; i-- {
+			c := host[i]
+			if c == '.' {
+				ix.matchDomain(finish(h), false, &v)
+			}
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			h = (h ^ uint64(c)) * hashPrime
+		}
+		key := finish(h)
+		ix.matchDomain(key, true, &v)
+		if path != "" && ix.urlHosts.n > 0 {
+			ix.matchURL(key, path, &v)
+		}
+	}
+	if ix.cidrCount > 0 {
+		if !ip.IsValid() && n > 0 {
+			ip, _ = parseIPLiteral(host[:n])
+		}
+		if ip.IsValid() {
+			if id, ok := ix.cidr.Lookup(ip.Unmap()); ok {
+				a := &ix.attrs[id]
+				v.Categories |= a.cats
+				v.Threats |= a.thr
+			}
+		}
+	}
+	return v
+}
+
+func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) {
+	id, ok := ix.domains.get(key)
+	if !ok {
+		return
+	}
+	a := &ix.attrs[id]
+	if a.cut {
+		v.Categories, v.Threats = 0, 0
+	}
+	if self {
+		v.Categories |= a.cats
+		v.Threats |= a.thr
+	} else {
+		v.Categories |= a.subCats
+		v.Threats |= a.subThr
+	}
+}
+
+func (ix *Index) matchURL(key uint64, path string, v *Verdict) {
+	gi, ok := ix.urlHosts.get(key)
+	if !ok {
+		return
+	}
+	g := ix.urlGroups[gi]
+	for i := g.start; i < g.end; i++ {
+		if strings.HasPrefix(path, ix.urlPaths[i]) {
+			a := &ix.attrs[ix.urlAttrs[i]]
+			v.Categories |= a.cats
+			v.Threats |= a.thr
+		}
+	}
+}
+
+// CategoryID returns the ID of a category name. ID 0 is always newly_seen.
+func (ix *Index) CategoryID(name string) (int, bool) {
+	for i, c := range ix.categories {
+		if c == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// CategoryName returns the name of a category ID, or "" when unknown.
+func (ix *Index) CategoryName(id int) string {
+	if id < 0 || id >= len(ix.categories) {
+		return ""
+	}
+	return ix.categories[id]
+}
+
+// CategoryNames returns every category name; the index is the ID. The
+// slice must not be modified.
+func (ix *Index) CategoryNames() []string { return ix.categories }
+
+// ThreatID returns the ID of a threat feed by feed name.
+func (ix *Index) ThreatID(name string) (int, bool) {
+	for i, t := range ix.threats {
+		if t == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// ThreatName returns the feed name of a threat ID, or "" when unknown.
+func (ix *Index) ThreatName(id int) string {
+	if id < 0 || id >= len(ix.threats) {
+		return ""
+	}
+	return ix.threats[id]
+}
+
+// ThreatNames returns every threat feed name; the index is the ID. The
+// slice must not be modified.
+func (ix *Index) ThreatNames() []string { return ix.threats }
+
+// Version is the snapshot version the Index was built or loaded as.
+func (ix *Index) Version() uint64 { return ix.version }
+
+// Len is the number of distinct entries: domains, URL prefixes and IP
+// prefixes.
+func (ix *Index) Len() int { return ix.domains.n + len(ix.urlPaths) + ix.cidrCount }
+
+// Feeds describes the feeds compiled into the Index. The slice must not be
+// modified.
+func (ix *Index) Feeds() []FeedInfo { return ix.feeds }
+
+// Names returns the category and threat names of a Verdict (allocates).
+func (ix *Index) Names(v Verdict) (categories, threats []string) {
+	v.Categories.IDs(func(id int) { categories = append(categories, ix.CategoryName(id)) })
+	v.Threats.IDs(func(id int) { threats = append(threats, ix.ThreatName(id)) })
+	return categories, threats
+}

@@ -1,0 +1,129 @@
+package categorizer
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// maxHostLen is the longest DNS name in presentation form without the
+// trailing dot.
+const maxHostLen = 253
+
+// NormalizeHost returns the canonical form of a host name as the index
+// stores it: ASCII lower case, no trailing dot, internationalized labels
+// converted to punycode (IDNA 2008 lookup profile). Underscores are
+// allowed (they occur in real DNS names); empty labels, labels longer than
+// 63 bytes, names longer than 253 bytes and characters outside
+// [a-z0-9_-] are rejected with ErrInvalidHost.
+func NormalizeHost(s string) (string, error) {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" {
+		return "", fmt.Errorf("%w: empty", ErrInvalidHost)
+	}
+	ascii := true
+	lower := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			ascii = false
+			break
+		}
+		if 'A' <= c && c <= 'Z' {
+			lower = false
+		}
+	}
+	if !ascii {
+		p, err := idna.Lookup.ToASCII(s)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q: %v", ErrInvalidHost, s, err)
+		}
+		s = p
+	} else if !lower {
+		s = strings.ToLower(s)
+	}
+	if err := checkHost(s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// normalizeHostBytes is NormalizeHost for parser input; it makes exactly
+// one string allocation on the common ASCII path.
+func normalizeHostBytes(b []byte) (string, error) {
+	if len(b) > 0 && b[len(b)-1] == '.' {
+		b = b[:len(b)-1]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return NormalizeHost(string(b))
+		}
+	}
+	buf := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	s := string(buf)
+	if err := checkHost(s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// checkHost validates an already lower-cased ASCII name.
+func checkHost(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidHost)
+	}
+	if len(s) > maxHostLen {
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidHost, maxHostLen)
+	}
+	label := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if label == 0 {
+				return fmt.Errorf("%w: %q: empty label", ErrInvalidHost, s)
+			}
+			label = 0
+			continue
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return fmt.Errorf("%w: %q: character %q not allowed", ErrInvalidHost, s, c)
+		}
+		label++
+		if label > 63 {
+			return fmt.Errorf("%w: %q: label longer than 63 bytes", ErrInvalidHost, s)
+		}
+	}
+	if label == 0 {
+		return fmt.Errorf("%w: %q: empty label", ErrInvalidHost, s)
+	}
+	return nil
+}
+
+// parseIPLiteral reports whether s is an IP address (optionally in
+// brackets), as found in place of a host name.
+func parseIPLiteral(s string) (netip.Addr, bool) {
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		s = s[1 : len(s)-1]
+	}
+	if s == "" {
+		return netip.Addr{}, false
+	}
+	c := s[len(s)-1]
+	if !(('0' <= c && c <= '9') || strings.IndexByte(s, ':') >= 0) {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
