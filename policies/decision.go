@@ -108,6 +108,13 @@ type Decision struct {
 	SafeSearch bool
 	// WarnTTLSeconds is how long a "continue" on a warn page is remembered.
 	WarnTTLSeconds int32
+	// MonitorRuleID names a rule in monitor mode that matched before the
+	// enforcing rule when the enforced action is block or warn (the
+	// monitor hit is reported alongside, "would <MonitorAction>"). When
+	// the enforced action is allow, the monitor rule is reported in
+	// RuleID with Monitor set instead and this is "".
+	MonitorRuleID string
+	MonitorAction Action
 }
 
 // Blocked reports whether the request must be stopped now (block, or warn

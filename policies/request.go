@@ -43,12 +43,12 @@ type Principal struct {
 	Groups   []string
 	Location string
 
-	// compiled identifiers, valid for the policy version they were made
-	// with; Decide re-resolves by name when the version differs.
-	version int64
-	userID  int32
-	groups  bitset
-	locID   int32
+	// compiled identifiers, valid for the identity table (generation)
+	// they were made with; Decide re-resolves by name when it differs.
+	gen    uint64
+	userID int32   // -1: not a directory user
+	groups []int32 // group IDs
+	locID  int32   // -1: no location
 }
 
 // Request is one transport-neutral request to decide on. Adapters fill it
