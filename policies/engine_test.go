@@ -208,3 +208,52 @@ func (f countryFunc) Country(ip netip.Addr) categorizer.Country {
 	c, _ := categorizer.ParseCountry(f(ip))
 	return c
 }
+
+func TestEngineRealIndex(t *testing.T) {
+	b := categorizer.NewBuilder()
+	f, err := b.AddFeed("urlhaus", []string{"malware"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := b.AddFeed("ut1-gambling", []string{"gambling"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(f, categorizer.Entry{Kind: categorizer.KindDomain, Host: "bad.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(g, categorizer.Entry{Kind: categorizer.KindDomain, Host: "casino.example"}); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := b.Build(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := testEngine(t)
+	p, err := Parse([]byte("rules:\n  - id: threats\n    threats: [urlhaus]\n    action: block\n  - id: gambling\n    categories: [gambling]\n    action: warn\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Policy first (against no index: names unknown, criteria match
+	// nothing), then the index: SetIndex recompiles.
+	if err := e.SetPolicy(p, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetIndex(ix); err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(p, e.Index()); err != nil {
+		t.Fatalf("Validate against the index: %v", err)
+	}
+	for host, want := range map[string]string{"www.bad.example": "threats", "casino.example": "gambling", "fine.example": ""} {
+		r := Request{Host: host}
+		d, v := e.Check(&r)
+		if d.RuleID != want {
+			t.Errorf("Check(%q).RuleID = %q, want %q (verdict %+v)", host, d.RuleID, want, v)
+		}
+	}
+	r := Request{Host: "www.bad.example", Time: time.Now()}
+	if n := testing.AllocsPerRun(100, func() { e.Check(&r) }); n != 0 {
+		t.Errorf("Check allocates %v times per call with a real index, want 0", n)
+	}
+}
