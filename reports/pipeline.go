@@ -1,0 +1,474 @@
+package reports
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cordon-gw/cordon/policies"
+)
+
+// Deps are the parts a Pipeline is built from.
+type Deps struct {
+	// Store receives the aggregates. Required. The Pipeline does not
+	// close it.
+	Store Store
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer for the cordon_reports_* metrics; nil registers into a
+	// private registry.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Compactor is implemented by stores that need periodic maintenance
+// (LocalStore). The pipeline calls Compact every Config.CompactInterval
+// from the goroutine that writes to the store.
+type Compactor interface {
+	Compact(ctx context.Context) error
+}
+
+// Pipeline takes access events from the adapters and turns them into the
+// access log, syslog messages and stored aggregates. Record never blocks;
+// one worker goroutine logs and aggregates, one writer goroutine hands
+// aggregated deltas to the Store, buffering them (bounded) while the
+// store fails and retrying with capped backoff.
+type Pipeline struct {
+	cfg    Config
+	store  Store
+	logger *slog.Logger
+	now    func() time.Time
+	m      *metrics
+	priv   *privacy
+	origin string
+
+	events   chan *policies.AccessEvent
+	flushReq chan chan struct{}
+	stop     chan struct{}
+	closed   atomic.Bool
+	workerWG sync.WaitGroup
+	writerWG sync.WaitGroup
+
+	// worker-only state
+	delta *Delta
+	alog  *accessLog
+	slog  *syslogWriter
+
+	// store buffer, shared by worker and writer
+	mu            sync.Mutex
+	pending       *Delta
+	pendingFields int
+	inflight      *Batch
+	inflightCells int
+	kick          chan struct{}
+	writerStop    chan struct{}
+	seq           uint64
+}
+
+var _ interface{ Record(*policies.AccessEvent) } = (*Pipeline)(nil)
+
+// New builds a Pipeline and starts its goroutines. Stop it with Close.
+func New(cfg Config, deps Deps) (*Pipeline, error) {
+	p, err := newPipeline(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	p.start()
+	return p, nil
+}
+
+func (p *Pipeline) start() {
+	p.workerWG.Add(1)
+	p.writerWG.Add(1)
+	go p.work()
+	go p.write()
+}
+
+// newPipeline builds a Pipeline without starting its goroutines.
+func newPipeline(cfg Config, deps Deps) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("reports: new pipeline: Deps.Store is required")
+	}
+	cfg.fill()
+	p := &Pipeline{
+		cfg: cfg, store: deps.Store, logger: deps.Logger, now: deps.Now,
+		events:   make(chan *policies.AccessEvent, cfg.QueueSize),
+		flushReq: make(chan chan struct{}),
+		stop:     make(chan struct{}), writerStop: make(chan struct{}),
+		kick:  make(chan struct{}, 1),
+		delta: NewDelta(), pending: NewDelta(),
+	}
+	if p.logger == nil {
+		p.logger = slog.Default()
+	}
+	p.logger = p.logger.With("component", "reports")
+	if p.now == nil {
+		p.now = time.Now
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	p.origin = hex.EncodeToString(id[:])
+	priv, err := newPrivacy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.priv = priv
+	p.m = newMetrics(deps.Registerer, func() float64 { return float64(len(p.events)) })
+	if cfg.AccessLog.Enabled {
+		if p.alog, err = openAccessLog(cfg.AccessLog, p.now); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Syslog.Address != "" {
+		p.slog = newSyslogWriter(cfg.Syslog, p.now)
+	}
+	return p, nil
+}
+
+// Origin is this process's id in stored batches (random per start).
+func (p *Pipeline) Origin() string { return p.origin }
+
+// Record queues a copy of ev. It never blocks: when the queue is full (or
+// the pipeline closed) the event is dropped and counted.
+func (p *Pipeline) Record(ev *policies.AccessEvent) {
+	if ev == nil {
+		return
+	}
+	if p.closed.Load() {
+		p.m.dropped.WithLabelValues(dropClosed).Inc()
+		return
+	}
+	c := new(policies.AccessEvent)
+	*c = *ev
+	c.Groups = slices.Clone(ev.Groups)
+	c.Categories = slices.Clone(ev.Categories)
+	c.Threats = slices.Clone(ev.Threats)
+	select {
+	case p.events <- c:
+		p.m.received.Inc()
+	default:
+		p.m.dropped.WithLabelValues(dropQueueFull).Inc()
+	}
+}
+
+// work is the single worker: log, syslog, aggregate; hand the delta to the
+// store buffer every FlushInterval.
+func (p *Pipeline) work() {
+	defer p.workerWG.Done()
+	t := time.NewTicker(p.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-p.events:
+			p.handle(ev)
+			if len(p.events) == 0 {
+				p.flushLog()
+			}
+		case <-t.C:
+			p.handOff()
+		case done := <-p.flushReq:
+			p.drain()
+			p.handOff()
+			close(done)
+		case <-p.stop:
+			p.drain()
+			p.handOff()
+			return
+		}
+	}
+}
+
+func (p *Pipeline) drain() {
+	for {
+		select {
+		case ev := <-p.events:
+			p.handle(ev)
+		default:
+			p.flushLog()
+			return
+		}
+	}
+}
+
+func (p *Pipeline) flushLog() {
+	if p.alog == nil {
+		return
+	}
+	if err := p.alog.Flush(); err != nil {
+		p.m.logErrors.Inc()
+		p.logger.Error("access log flush failed", "err", err)
+	}
+}
+
+func (p *Pipeline) handle(ev *policies.AccessEvent) {
+	if ev.Time.IsZero() {
+		ev.Time = p.now()
+	}
+	if ev.Proto == "" {
+		ev.Proto = ev.Protocol.String()
+	}
+	ev.User = p.priv.User(ev.User)
+	if p.priv.dropPaths {
+		ev.Path = ""
+	}
+	if p.alog != nil || p.slog != nil {
+		line, err := json.Marshal(ev)
+		if err == nil {
+			line = append(line, '\n')
+			if p.alog != nil {
+				n, rotated, werr := p.alog.Write(line)
+				p.m.logBytes.Add(float64(n))
+				if rotated {
+					p.m.logRotations.Inc()
+				}
+				if werr != nil {
+					p.m.logErrors.Inc()
+					p.logger.Error("access log write failed", "err", werr)
+				}
+			}
+			if p.slog != nil {
+				if err := p.slog.Send(ev, line); err != nil {
+					p.m.syslogSent.WithLabelValues("dropped").Inc()
+				} else {
+					p.m.syslogSent.WithLabelValues("sent").Inc()
+				}
+			}
+		}
+	}
+	p.delta.Add(ev)
+}
+
+// handOff moves the worker's delta into the bounded store buffer, or
+// drops it (counted) when the buffer is full.
+func (p *Pipeline) handOff() {
+	d := p.delta
+	if d.Empty() {
+		return
+	}
+	p.delta = NewDelta()
+	n := d.Fields()
+	p.mu.Lock()
+	if p.inflightCells+p.pendingFields+n > p.cfg.BufferMaxFields {
+		p.pendingFields = p.pending.Fields() // the running sum over-counts merged cells
+	}
+	if p.inflightCells+p.pendingFields+n > p.cfg.BufferMaxFields {
+		p.mu.Unlock()
+		p.m.dropped.WithLabelValues(dropBufferFull).Add(float64(d.Events))
+		p.logger.Warn("reports buffer full, dropping aggregates", "events", d.Events, "cells", n)
+		return
+	}
+	p.pending.Merge(d)
+	p.pendingFields += n
+	p.m.bufferedCells.Set(float64(p.inflightCells + p.pendingFields))
+	p.m.bufferedEvts.Set(float64(p.pending.Events + p.inflightEvents()))
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pipeline) inflightEvents() int64 {
+	if p.inflight == nil {
+		return 0
+	}
+	return p.inflight.Events
+}
+
+// write is the store writer: it sends the in-flight batch (retrying the
+// same batch after an error, so the store can skip rows it already has),
+// then the next pending delta, and compacts periodically.
+func (p *Pipeline) write() {
+	defer p.writerWG.Done()
+	var retry <-chan time.Time
+	var backoff time.Duration
+	failing := false
+	compact := time.NewTicker(p.cfg.CompactInterval)
+	defer compact.Stop()
+	for {
+		select {
+		case <-p.kick:
+		case <-retry:
+		case <-compact.C:
+			if c, ok := p.store.(Compactor); ok {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if err := c.Compact(ctx); err != nil {
+					p.m.compactions.WithLabelValues("error").Inc()
+					p.logger.Error("reports store compaction failed", "err", err)
+				} else {
+					p.m.compactions.WithLabelValues("ok").Inc()
+				}
+				cancel()
+			}
+			continue
+		case <-p.writerStop:
+			return
+		}
+		retry = nil
+		for {
+			err := p.flushOnce()
+			if err == nil {
+				if failing {
+					p.logger.Info("reports store reachable again; buffered aggregates written")
+				}
+				failing, backoff = false, 0
+				if p.idle() {
+					break
+				}
+				continue
+			}
+			if !failing {
+				p.logger.Warn("reports store write failed; buffering aggregates in memory", "err", err)
+			}
+			failing = true
+			switch {
+			case backoff == 0:
+				backoff = p.cfg.FlushInterval
+			case backoff < 30*time.Second:
+				backoff = min(2*backoff, 30*time.Second)
+			}
+			retry = time.After(backoff)
+			break
+		}
+	}
+}
+
+// flushOnce writes the in-flight batch, promoting the pending delta first
+// when nothing is in flight. Nothing to do is success.
+func (p *Pipeline) flushOnce() error {
+	p.mu.Lock()
+	if p.inflight == nil {
+		if p.pending.Empty() {
+			p.mu.Unlock()
+			return nil
+		}
+		p.seq++
+		p.inflight = &Batch{Origin: p.origin, Seq: p.seq, Rows: p.pending.Rows, Events: p.pending.Events}
+		p.inflightCells = p.pendingFields
+		p.pending, p.pendingFields = NewDelta(), 0
+	}
+	b := p.inflight
+	p.mu.Unlock()
+
+	timeout := max(5*p.cfg.FlushInterval, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	start := time.Now()
+	err := p.store.Apply(ctx, b)
+	cancel()
+	p.m.flushSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.m.flushes.WithLabelValues("error").Inc()
+		return err
+	}
+	p.m.flushes.WithLabelValues("ok").Inc()
+	p.m.storedEvents.Add(float64(b.Events))
+	p.mu.Lock()
+	p.inflight, p.inflightCells = nil, 0
+	p.m.bufferedCells.Set(float64(p.pendingFields))
+	p.m.bufferedEvts.Set(float64(p.pending.Events))
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Pipeline) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inflight == nil && p.pending.Empty()
+}
+
+// Flush hands everything recorded so far to the store and waits until the
+// store acknowledged it (retrying a failing store) or ctx is done.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if err := p.sync(ctx); err != nil {
+		return err
+	}
+	return p.waitIdle(ctx)
+}
+
+// sync makes the worker process every queued event and hand its delta to
+// the store buffer.
+func (p *Pipeline) sync(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case p.flushReq <- done:
+	case <-ctx.Done():
+		return fmt.Errorf("reports: flush: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("reports: flush: %w", ctx.Err())
+	}
+}
+
+func (p *Pipeline) waitIdle(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !p.idle() {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("reports: flush: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Close stops accepting events, processes what is queued, writes the
+// aggregates to the store (retrying until ctx is done) and closes the
+// logs. It does not close the Store. Aggregates still buffered when ctx
+// ends are lost and counted as buffer_full drops.
+func (p *Pipeline) Close(ctx context.Context) error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	close(p.stop)
+	p.workerWG.Wait()
+	var errs []error
+	werr := p.waitIdle(ctx)
+	if werr != nil {
+		p.mu.Lock()
+		lost := p.pending.Events + p.inflightEvents()
+		p.mu.Unlock()
+		p.m.dropped.WithLabelValues(dropBufferFull).Add(float64(lost))
+		errs = append(errs, werr)
+	}
+	close(p.writerStop)
+	p.writerWG.Wait()
+	if c, ok := p.store.(Compactor); ok {
+		if err := c.Compact(ctx); err != nil && !errors.Is(err, ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if p.alog != nil {
+		if err := p.alog.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.slog != nil {
+		_ = p.slog.Close()
+	}
+	return errors.Join(errs...)
+}
