@@ -133,6 +133,9 @@ type HTTPResult struct {
 	Service *Summary `json:"service,omitempty"`
 	// Dials counts TCP connections opened (to the proxy or origin).
 	Dials uint64 `json:"dials"`
+	// Retries counts requests sent again on a new connection because the
+	// kept-alive one was closed under them.
+	Retries uint64 `json:"retries"`
 	// Tunnels counts CONNECT tunnels established (2xx), TunnelsRefused
 	// CONNECTs the proxy answered with another status.
 	Tunnels        uint64  `json:"tunnels"`
@@ -214,6 +217,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (*HTTPResult, error) {
 		res.Dials += w.dials
 		res.Tunnels += w.tunnels
 		res.TunnelsRefused += w.tunnelsRefused
+		res.Retries += w.retries
 	}
 	res.Requests = lat.Count()
 	res.ElapsedSec = res.Elapsed.Seconds()
@@ -259,7 +263,7 @@ type httpWorker struct {
 	errs                        map[string]uint64
 	bodyBytes                   uint64
 	dials, tunnels              uint64
-	tunnelsRefused              uint64
+	tunnelsRefused, retries     uint64
 }
 
 func newHTTPWorker(cfg *HTTPConfig, sched *schedule, auth string) *httpWorker {
@@ -308,16 +312,29 @@ func (w *httpWorker) run(ctx context.Context) {
 // needed, and returns when it started, the status, or an error kind.
 func (w *httpWorker) do(t *Target) (sent time.Time, status int, kind string) {
 	sent = time.Now()
-	deadline := sent.Add(w.cfg.Timeout)
-	viaProxy := w.cfg.Proxy != ""
 	key := "proxy"
-	if t.HTTPS || !viaProxy {
+	if t.HTTPS || w.cfg.Proxy == "" {
 		key = t.HostPort
 	}
+	reused := w.conn != nil && w.connKey == key
+	status, kind = w.attempt(t, key, sent.Add(w.cfg.Timeout))
+	if reused && (kind == "write_eof" || kind == "write_reset" || kind == "read_eof" || kind == "read_reset") {
+		// The other side closed the kept-alive connection just before or
+		// as we sent: net/http and browsers send a GET again on a new
+		// connection, so do we, once.
+		w.retries++
+		status, kind = w.attempt(t, key, sent.Add(w.cfg.Timeout))
+	}
+	return sent, status, kind
+}
+
+// attempt sends the request for t on the connection key names.
+func (w *httpWorker) attempt(t *Target, key string, deadline time.Time) (status int, kind string) {
+	viaProxy := w.cfg.Proxy != ""
 	if w.conn == nil || w.connKey != key {
 		w.closeConn()
 		if status, kind := w.connect(t, key, deadline); kind != "" || status != 0 {
-			return sent, status, kind
+			return status, kind
 		}
 	}
 	_ = w.conn.SetDeadline(deadline)
@@ -339,23 +356,23 @@ func (w *httpWorker) do(t *Target) (sent time.Time, status int, kind string) {
 	req.Header.SetUserAgent("cordon-loadtest")
 	if err := req.Write(w.bw); err != nil {
 		w.closeConn()
-		return sent, 0, errKind("write", err)
+		return 0, errKind("write", err)
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.closeConn()
-		return sent, 0, errKind("write", err)
+		return 0, errKind("write", err)
 	}
 	resp := &w.resp
 	resp.Reset()
 	if err := resp.Read(w.br); err != nil {
 		w.closeConn()
-		return sent, 0, errKind("read", err)
+		return 0, errKind("read", err)
 	}
 	w.bodyBytes += uint64(len(resp.Body()))
 	if resp.ConnectionClose() {
 		w.closeConn()
 	}
-	return sent, resp.StatusCode(), ""
+	return resp.StatusCode(), ""
 }
 
 // connect opens the connection key names: to the proxy (plain http), a
