@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// recorder wraps the client's ResponseWriter to learn the status and body
+// size goproxy wrote, and to keep the bytes the server buffered past a
+// CONNECT head when goproxy hijacks the connection.
+type recorder struct {
+	http.ResponseWriter
+	ex      *exchange
+	status  int
+	written int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.written += int64(n)
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("proxy: connection cannot be hijacked")
+	}
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		r.ex.hijackBuf = append([]byte(nil), b...)
+	}
+	if r.status == 0 {
+		r.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, nil
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// limitListener counts client connections, refuses a client's connection
+// beyond the per-client limit with 429, and can close every connection it
+// handed out (hijacked ones included) at shutdown.
+type limitListener struct {
+	net.Listener
+	perClient int
+	m         *metrics
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	byClient map[netip.Addr]int
+	conns    map[*limitConn]struct{}
+}
+
+func newLimitListener(ln net.Listener, perClient int, m *metrics, log *slog.Logger) *limitListener {
+	return &limitListener{
+		Listener:  ln,
+		perClient: perClient,
+		m:         m,
+		log:       log,
+		byClient:  map[netip.Addr]int{},
+		conns:     map[*limitConn]struct{}{},
+	}
+}
+
+const tooManyResponse = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 45\r\n\r\nCordon: too many connections from this client"
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		l.mu.Lock()
+		if l.perClient > 0 && l.byClient[ip] >= l.perClient {
+			l.mu.Unlock()
+			l.m.refused.WithLabelValues("limit").Inc()
+			go func() {
+				_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = io.WriteString(c, tooManyResponse)
+				_ = c.Close()
+			}()
+			continue
+		}
+		l.byClient[ip]++
+		lc := &limitConn{Conn: c, l: l, ip: ip}
+		l.conns[lc] = struct{}{}
+		l.mu.Unlock()
+		l.m.activeConns.Inc()
+		return lc, nil
+	}
+}
+
+func (l *limitListener) release(c *limitConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	if l.byClient[c.ip]--; l.byClient[c.ip] <= 0 {
+		delete(l.byClient, c.ip)
+	}
+	l.mu.Unlock()
+	l.m.activeConns.Dec()
+}
+
+func (l *limitListener) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+func (l *limitListener) closeAll() {
+	l.mu.Lock()
+	cs := make([]*limitConn, 0, len(l.conns))
+	for c := range l.conns {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
+// limitConn releases its slot once, on the first Close.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c) })
+	return err
+}
+
+// CloseWrite half-closes when the underlying connection can.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// goproxyLogger sends goproxy's printf-style messages to slog at debug.
+type goproxyLogger struct{ log *slog.Logger }
+
+func (g goproxyLogger) Printf(format string, v ...any) {
+	if g.log.Enabled(context.Background(), slog.LevelDebug) {
+		g.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "source", "goproxy")
+	}
+}
+
+// parseBasic decodes "Basic base64(user:password)".
+func parseBasic(h string) (user, pass string, ok bool) {
+	scheme, cred, found := strings.Cut(strings.TrimSpace(h), " ")
+	if !found || !strings.EqualFold(scheme, "basic") {
+		return "", "", false
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return "", "", false
+	}
+	user, pass, ok = strings.Cut(string(b), ":")
+	if !ok || user == "" {
+		return "", "", false
+	}
+	return user, pass, true
+}

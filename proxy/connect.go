@@ -1,0 +1,258 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/cordon-gw/cordon/policies"
+)
+
+// onConnect decides a CONNECT on its target. Order:
+//  1. validate host:port;
+//  2. resolve once and refuse forbidden destinations (403);
+//  3. decide on the CONNECT host and the address that will be dialed;
+//     block gives 403 with an explanation, an unacknowledged warn gives
+//     403 or passes per connect_warn;
+//  4. decrypt when inspection is on and neither category nor domain
+//     exempts the host; otherwise splice, deciding again on the TLS SNI
+//     when it names another host.
+func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	ex := exchangeFrom(ctx.Req.Context())
+	if ex == nil {
+		return s.rejectConnect(ctx, &exchange{}, http.StatusBadRequest, "bad request", ""), target
+	}
+	ctx.UserData = ex
+	host, port, ok := splitTarget(target, 443)
+	if !ok {
+		s.m.refused.WithLabelValues("bad_request").Inc()
+		ex.refusal = "bad_request"
+		return s.rejectConnect(ctx, ex, http.StatusBadRequest, "invalid CONNECT target", ""), target
+	}
+	ex.host = host
+	addrs, err := s.guard.resolve(ctx.Req.Context(), host, port)
+	if err != nil {
+		if errors.Is(err, ErrDestinationRefused) {
+			s.m.refused.WithLabelValues("destination").Inc()
+			ex.refusal = "destination"
+			return s.rejectConnect(ctx, ex, http.StatusForbidden, "destination not allowed", "destination"), target
+		}
+		s.m.upstreamErrors.WithLabelValues("resolve").Inc()
+		ex.refusal = "resolve"
+		return s.rejectConnect(ctx, ex, http.StatusBadGateway, "cannot resolve "+host, ""), target
+	}
+	d := s.decide(ex, host, "", addrs[0])
+	if reject := s.connectVerdict(ctx, ex, d); reject != nil {
+		return reject, target
+	}
+	if s.mitm != nil && s.mitm.shouldInspect(host, port, s.engine, ex.verdict) {
+		ex.mitm = true
+		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitm.tlsConfig}, target
+	}
+	return &goproxy.ConnectAction{
+		Action: goproxy.ConnectHijack,
+		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+			s.splice(ex, client, addrs, port)
+		},
+	}, target
+}
+
+// connectVerdict renders a block or unacknowledged warn on a CONNECT; nil
+// means the tunnel may proceed.
+func (s *Server) connectVerdict(ctx *goproxy.ProxyCtx, ex *exchange, d policies.Decision) *goproxy.ConnectAction {
+	switch d.Action {
+	case policies.ActionBlock:
+		return s.rejectConnect(ctx, ex, http.StatusForbidden, "blocked by policy: "+describeReason(d), "block")
+	case policies.ActionWarn:
+		if s.warns.acknowledged(ex.userKey(), ex.host) {
+			return nil
+		}
+		if s.cfg.ConnectWarn == "block" {
+			return s.rejectConnect(ctx, ex, http.StatusForbidden,
+				"caution required: open http://"+ex.host+"/ in a browser to confirm and continue", "warn")
+		}
+	}
+	return nil
+}
+
+// rejectConnect answers a CONNECT with status, a short text body and an
+// X-Cordon-Block header (browsers show nothing of it; tools and logs do).
+func (s *Server) rejectConnect(ctx *goproxy.ProxyCtx, ex *exchange, status int, msg, kind string) *goproxy.ConnectAction {
+	ex.status = status
+	body := "Cordon: " + msg + "\nRequest ID: " + ex.id + "\n"
+	h := http.Header{}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Cordon-Request-Id", ex.id)
+	if kind != "" {
+		v := "action=" + kind
+		if ex.decided {
+			if ex.decision.RuleID != "" {
+				v += "; rule=" + ex.decision.RuleID
+			}
+			v += "; reason=" + ex.decision.Reason.String()
+			if ex.decision.Match != "" {
+				v += "; match=" + sanitizeHeader(ex.decision.Match)
+			}
+			v += "; policy-version=" + strconv.FormatInt(ex.decision.Version, 10)
+		}
+		h.Set("X-Cordon-Block", v)
+	}
+	ctx.Resp = &http.Response{
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Close:         true,
+	}
+	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
+}
+
+func sanitizeHeader(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// tlsAlertAccessDenied is a fatal TLS alert record (access_denied), sent
+// when a tunnel's SNI is blocked after the 200 was already sent.
+var tlsAlertAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49}
+
+var helloBufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxHelloBuffer) }}
+
+// splice connects an allowed CONNECT to the checked address, answers 200,
+// peeks the ClientHello for its SNI, decides again if the SNI names a
+// different host (domain fronting), then relays bytes both ways.
+func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port uint16) {
+	defer client.Close()
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	t0 := time.Now()
+	ex.forwardAt = t0
+	up, err := s.guard.dialAddrs(dctx, addrs, port)
+	cancel()
+	ex.upstream = time.Since(t0)
+	if err != nil {
+		kind := errorKind(err)
+		s.m.upstreamErrors.WithLabelValues(kind).Inc()
+		s.log.Info("tunnel dial failed", "id", ex.id, "host", ex.host, "err", err)
+		ex.status = http.StatusBadGateway
+		msg := "Cordon: cannot connect to " + ex.host + "\nRequest ID: " + ex.id + "\n"
+		_ = client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "+
+			strconv.Itoa(len(msg))+"\r\n\r\n"+msg)
+		return
+	}
+	defer up.Close()
+	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	ex.status = http.StatusOK
+
+	var src io.Reader = client
+	if len(ex.hijackBuf) > 0 {
+		src = io.MultiReader(bytes.NewReader(ex.hijackBuf), client)
+	}
+	br := helloBufPool.Get().(*bufio.Reader)
+	br.Reset(src)
+	defer func() {
+		br.Reset(nil)
+		helloBufPool.Put(br)
+	}()
+
+	// Relay origin → client at once: server-speaks-first protocols must not
+	// wait for the ClientHello peek.
+	var lastActive atomic.Int64
+	lastActive.Store(time.Now().UnixNano())
+	downDone := make(chan struct{})
+	go func() {
+		defer close(downDone)
+		n, _ := copyIdle(client, up, up, s.cfg.TunnelIdleTimeout, &lastActive)
+		ex.down.Add(n)
+		closeWrite(client)
+	}()
+
+	_ = client.SetReadDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
+	sni, err := peekClientHello(br)
+	_ = client.SetReadDeadline(time.Time{})
+	if err == nil && sni != "" {
+		if h := normalizeHost(sni); h != "" && h != ex.host {
+			d := s.decide(ex, h, "", addrs[0])
+			if d.Action == policies.ActionBlock ||
+				(d.Action == policies.ActionWarn && s.cfg.ConnectWarn == "block" && !s.warns.acknowledged(ex.userKey(), h)) {
+				ex.status = http.StatusForbidden
+				_, _ = client.Write(tlsAlertAccessDenied)
+				_ = up.Close()
+				_ = client.Close()
+				<-downDone
+				return
+			}
+		}
+	}
+	n, _ := copyIdle(up, br, client, s.cfg.TunnelIdleTimeout, &lastActive)
+	ex.up.Add(n)
+	closeWrite(up)
+	<-downDone
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyIdle copies src to dst until EOF or error, or until neither
+// direction of the tunnel moved for idle. rc is the connection src reads
+// from (its read deadline implements the idle timeout).
+func copyIdle(dst io.Writer, src io.Reader, rc net.Conn, idle time.Duration, lastActive *atomic.Int64) (int64, error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		if idle > 0 {
+			_ = rc.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			lastActive.Store(time.Now().UnixNano())
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			if idle > 0 && errors.As(err, &ne) && ne.Timeout() &&
+				time.Since(time.Unix(0, lastActive.Load())) < idle {
+				continue // the other direction is active
+			}
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+	}
+}

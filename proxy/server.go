@@ -1,0 +1,404 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cordon-gw/cordon/categorizer"
+	"github.com/cordon-gw/cordon/policies"
+)
+
+// engine is what the proxy needs of *policies.Engine.
+type engine interface {
+	Check(r *policies.Request) (policies.Decision, categorizer.Verdict)
+	Authenticate(user, password string) (*policies.Principal, bool)
+	ClientPrincipal(ip netip.Addr) (*policies.Principal, bool)
+	Names(v categorizer.Verdict) (categories, threats []string)
+	WithLocation(p *policies.Principal, ip netip.Addr) *policies.Principal
+	Current() *policies.Compiled
+}
+
+var _ engine = (*policies.Engine)(nil)
+
+// Deps are the proxy's collaborators, built by the caller.
+type Deps struct {
+	// Engine decides every request and identifies clients. Required.
+	Engine *policies.Engine
+	// Events receives access events. Nil drops them.
+	Events EventSink
+	// Reviews receives review requests from block pages. Nil: the review
+	// form answers that reviews are not enabled.
+	Reviews ReviewSink
+	// Logger is scoped with component=proxy. Nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the proxy's metrics. Nil means a private
+	// registry (metrics are kept but not exported).
+	Registerer prometheus.Registerer
+	// Resolver resolves origin names. Nil means net.DefaultResolver;
+	// Config.ResolveOverrides and Config.HostsFile are consulted first.
+	Resolver Resolver
+	// UpstreamRootCAs replaces the system roots for verifying origins
+	// (tests pass their httptest roots). Nil means system roots plus
+	// Config.TLSInspection.UpstreamCAFiles.
+	UpstreamRootCAs *x509.CertPool
+}
+
+// Server is the forward proxy. Create it with New, start it with Serve.
+type Server struct {
+	cfg     Config
+	engine  engine
+	events  EventSink
+	reviews ReviewSink
+	log     *slog.Logger
+	m       *metrics
+	guard   *guard
+	gp      *goproxy.ProxyHttpServer
+	tr      *http.Transport
+	pages   *pages
+	warns   *warnMemory
+	pac     *pacHandler
+	mitm    *mitm // nil when TLS inspection is off
+	secret  []byte
+	http    *http.Server
+
+	idPrefix string
+	idSeq    atomic.Uint64
+
+	mu        sync.Mutex
+	listeners []*limitListener
+	closing   bool
+}
+
+// New builds a proxy from a validated configuration.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if deps.Engine == nil {
+		return nil, fmt.Errorf("proxy: new: %w", ErrNoEngine)
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:     cfg,
+		engine:  deps.Engine,
+		events:  deps.Events,
+		reviews: deps.Reviews,
+		log:     logger.With("component", "proxy"),
+		m:       newMetrics(reg),
+		warns:   newWarnMemory(),
+	}
+	var err error
+	if s.guard, err = newGuard(cfg, deps.Resolver); err != nil {
+		return nil, err
+	}
+	if s.pages, err = newPages(cfg.PageTemplates); err != nil {
+		return nil, err
+	}
+	s.pac = newPACHandler(cfg, s.policyBypass)
+	s.secret = make([]byte, 32)
+	idp := make([]byte, 4)
+	if _, err := rand.Read(s.secret); err != nil {
+		return nil, fmt.Errorf("proxy: random secret: %w", err)
+	}
+	if _, err := rand.Read(idp); err != nil {
+		return nil, fmt.Errorf("proxy: random id: %w", err)
+	}
+	s.idPrefix = hex.EncodeToString(idp)
+
+	roots := deps.UpstreamRootCAs
+	if roots == nil {
+		if roots, err = upstreamRoots(cfg.TLSInspection.UpstreamCAFiles); err != nil {
+			return nil, err
+		}
+	}
+	s.tr = &http.Transport{
+		// Proxy stays nil: never take HTTP(S)_PROXY from the environment.
+		DialContext:           s.guard.DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   cfg.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		IdleConnTimeout:       cfg.IdleTimeout,
+		MaxIdleConns:          cfg.MaxIdleConnsPerHost * 64,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass the client's Accept-Encoding through untouched
+		ForceAttemptHTTP2:     true,
+	}
+	if cfg.TLSInspection.Enabled {
+		ca, err := LoadCA(cfg.TLSInspection.CADir)
+		if err != nil {
+			return nil, err
+		}
+		s.mitm = newMITM(ca, cfg.TLSInspection)
+	}
+
+	gp := goproxy.NewProxyHttpServer()
+	// Replace every default: goproxy's transport skips TLS verification and
+	// reads proxy settings from the environment, its CONNECT dialer may
+	// chain to $HTTPS_PROXY, and its logger writes to stderr.
+	gp.Tr = s.tr
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = func(req *http.Request, network, addr string) (net.Conn, error) {
+		return s.guard.DialContext(req.Context(), network, addr)
+	}
+	gp.Logger = goproxyLogger{s.log}
+	gp.Verbose = false
+	gp.KeepAcceptEncoding = true
+	gp.KeepHeader = false
+	gp.AllowHTTP2 = false
+	gp.CertStore = nil
+	gp.NonproxyHandler = http.HandlerFunc(s.serveLocal)
+	gp.ConnectionErrHandler = func(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+		s.m.upstreamErrors.WithLabelValues(errorKind(err)).Inc()
+	}
+	gp.OnRequest().DoFunc(s.onRequest)
+	gp.OnRequest().HandleConnectFunc(s.onConnect)
+	gp.OnResponse().DoFunc(s.onResponse)
+	s.gp = gp
+
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// The proxy speaks HTTP/1.1 to clients; CONNECT tunnels need
+		// hijacking, which HTTP/2 does not offer.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	return s, nil
+}
+
+// Serve accepts proxy clients on ln until Shutdown. It returns
+// http.ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.guard.addListener(ln.Addr())
+	ll := newLimitListener(ln, s.cfg.MaxConnsPerClient, s.m, s.log)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.listeners = append(s.listeners, ll)
+	s.mu.Unlock()
+	return s.http.Serve(ll)
+}
+
+// Shutdown stops accepting, lets requests and tunnels in flight finish
+// until ctx is done, then closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	lls := append([]*limitListener(nil), s.listeners...)
+	s.mu.Unlock()
+	err := s.http.Shutdown(ctx)
+	// Hijacked connections (tunnels, upgrades) are not tracked by
+	// http.Server; the listeners know them.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		open := 0
+		for _, ll := range lls {
+			open += ll.open()
+		}
+		if open == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			for _, ll := range lls {
+				ll.closeAll()
+			}
+			s.tr.CloseIdleConnections()
+			return errors.Join(err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	s.tr.CloseIdleConnections()
+	return err
+}
+
+// newID returns a request id unique within this process and unlikely to
+// repeat across edges: a random per-process prefix and a sequence.
+func (s *Server) newID() string {
+	return s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 36)
+}
+
+// ServeHTTP is the edge of the proxy: recover, route local pages, refuse
+// loops, identify the client, then hand proxy requests to goproxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.m.panics.Inc()
+			s.log.ErrorContext(r.Context(), "handler panic", "panic", v, "method", r.Method)
+			http.Error(w, "internal proxy error", http.StatusInternalServerError)
+		}
+	}()
+	if r.Method != http.MethodConnect && !r.URL.IsAbs() {
+		s.serveLocal(w, r)
+		return
+	}
+	client := remoteAddr(r)
+	ex := &exchange{id: s.newID(), start: time.Now(), clientIP: client, method: r.Method}
+	if r.Method == http.MethodConnect {
+		ex.proto = policies.ProtoHTTPS
+		ex.host = normalizeHost(stripPort(r.Host))
+	} else {
+		ex.host = normalizeHost(r.URL.Hostname())
+		ex.path = r.URL.Path
+		if r.URL.Scheme == "https" {
+			ex.proto = policies.ProtoHTTPS
+		}
+	}
+
+	// 1. Loops first: a request that already passed this proxy must not be
+	// decided or forwarded again.
+	if viaLoop(r.Header, s.cfg.Via) {
+		s.m.refused.WithLabelValues("loop").Inc()
+		ex.refusal, ex.status = "loop", http.StatusLoopDetected
+		http.Error(w, "Cordon: forwarding loop detected", http.StatusLoopDetected)
+		s.finish(ex)
+		return
+	}
+	// 2. Identity: credentials when offered, otherwise the client network.
+	// Never an open proxy.
+	p, ok := s.identify(r, client)
+	if !ok {
+		s.m.refused.WithLabelValues("auth").Inc()
+		ex.refusal, ex.status = "auth", http.StatusProxyAuthRequired
+		w.Header().Set("Proxy-Authenticate", `Basic realm="Cordon", charset="UTF-8"`)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusProxyAuthRequired)
+		_, _ = w.Write([]byte("Cordon: proxy authentication required\n"))
+		s.finish(ex)
+		return
+	}
+	ex.principal = p
+	r.Header.Del("Proxy-Authorization")
+
+	rec := &recorder{ResponseWriter: w, ex: ex}
+	s.gp.ServeHTTP(rec, r.WithContext(withExchange(r.Context(), ex)))
+	if ex.mitm {
+		return // each decrypted request reports itself
+	}
+	if r.Method != http.MethodConnect {
+		ex.status = rec.status
+		ex.down.Store(rec.written)
+	}
+	s.finish(ex)
+}
+
+// identify returns the client's principal: from Proxy-Authorization when
+// present (wrong credentials are refused even from trusted networks),
+// otherwise from the client's network. ok=false means 407.
+func (s *Server) identify(r *http.Request, client netip.Addr) (*policies.Principal, bool) {
+	if h := r.Header.Get("Proxy-Authorization"); h != "" {
+		user, pass, ok := parseBasic(h)
+		if !ok {
+			return nil, false
+		}
+		p, ok := s.engine.Authenticate(user, pass)
+		if !ok {
+			return nil, false
+		}
+		return s.engine.WithLocation(p, client), true
+	}
+	return s.engine.ClientPrincipal(client)
+}
+
+// policyBypass lists the policy's bypass-list hosts (sent DIRECT by PAC).
+func (s *Server) policyBypass() []string {
+	c := s.engine.Current()
+	if c == nil || c.Policy() == nil {
+		return nil
+	}
+	return c.Policy().BypassHosts()
+}
+
+// decide fills ex with the engine's decision and observes its latency.
+func (s *Server) decide(ex *exchange, host, path string, dest netip.Addr) policies.Decision {
+	t0 := time.Now()
+	req := policies.Request{
+		Time:      t0,
+		ClientIP:  ex.clientIP,
+		Principal: ex.principal,
+		Protocol:  ex.proto,
+		Host:      host,
+		Path:      path,
+		DestIP:    dest,
+	}
+	d, v := s.engine.Check(&req)
+	s.m.decision.Observe(time.Since(t0).Seconds())
+	ex.decided, ex.decision, ex.verdict = true, d, v
+	ex.host, ex.path = host, path
+	return d
+}
+
+// warnTTL is how long a continue is remembered for decision d.
+func (s *Server) warnTTL(d policies.Decision) time.Duration {
+	if d.WarnTTLSeconds > 0 {
+		return time.Duration(d.WarnTTLSeconds) * time.Second
+	}
+	return s.cfg.WarnTTL
+}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func stripPort(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+func upstreamRoots(files []string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: upstream_ca_files: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("proxy: upstream_ca_files: %s: no PEM certificates", f)
+		}
+	}
+	return pool, nil
+}
