@@ -1,0 +1,423 @@
+package dnsfilter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/cordon-gw/cordon/categorizer"
+	"github.com/cordon-gw/cordon/policies"
+)
+
+// query is the state of one query through the pipeline. Queries are pooled:
+// the hot path allocates no state of its own.
+type query struct {
+	msg       *dns.Msg
+	client    netip.Addr
+	transport transport
+	// principal is set before handle for DoH token clients (tokenAuth);
+	// otherwise handle identifies the client by address.
+	principal *policies.Principal
+	tokenAuth bool
+	start     time.Time
+	ed        ednsInfo
+	maxSize   int
+
+	req      policies.Request
+	dec      policies.Decision
+	verdict  categorizer.Verdict
+	decided  bool
+	action   metricAction
+	rcode    int
+	reason   string // event reason when no policy decision applies
+	upName   string
+	upTime   time.Duration
+	cacheTTL uint32 // freshness of the answer (DoH Cache-Control)
+	out      []byte
+}
+
+var queryPool = sync.Pool{New: func() any { return &query{out: make([]byte, 0, 1024)} }}
+
+func getQuery() *query { return queryPool.Get().(*query) }
+
+func putQuery(q *query) {
+	if cap(q.out) > 64<<10 {
+		q.out = nil
+	}
+	*q = query{out: q.out[:0]}
+	queryPool.Put(q)
+}
+
+// handle runs the pipeline for q.msg and leaves the wire answer in q.out
+// (nil: send nothing). The order of the steps matters:
+//
+//  1. validate the message first: nothing else may look at a malformed one;
+//  2. identify the client before spending anything on it, so unknown
+//     clients get a minimal REFUSED (never an open resolver, no
+//     amplification);
+//  3. rate-limit identified clients (unknown ones never create limiter
+//     state);
+//  4. decide on the query name before any upstream traffic: a blocked name
+//     is never resolved, so it cannot leak to the upstream or be used for
+//     exfiltration;
+//  5. ANY is answered locally (RFC 8482) after the decision, so a blocked
+//     name gets its block answer whatever the type;
+//  6. safe search rewrites allowed search engine names;
+//  7. resolve from cache or upstream;
+//  8. decide again on every CNAME target and answer address, since the
+//     decision depends on the client and the cache is shared;
+//  9. write the answer, truncated to the client's UDP size.
+func (s *Server) handle(q *query) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.metrics.panics.Inc()
+			s.logger.Error("query handling panicked", "panic", r, "client", q.client)
+			q.out = q.out[:0]
+			s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
+		}
+	}()
+	m := q.msg
+	// 1. Validate.
+	if m.Response {
+		q.out = nil
+		return
+	}
+	q.ed = queryEDNS(m)
+	q.maxSize = dns.MaxMsgSize
+	if q.transport == transportUDP {
+		q.maxSize = min(int(q.ed.size), s.cfg.MaxUDPSize)
+	}
+	if m.Opcode != dns.OpcodeQuery {
+		s.metrics.invalid.Inc()
+		s.answerRcode(q, dns.RcodeNotImplemented, maInvalid, noEDE, "")
+		return
+	}
+	if len(m.Question) != 1 {
+		s.metrics.invalid.Inc()
+		s.answerRcode(q, dns.RcodeFormatError, maInvalid, noEDE, "")
+		return
+	}
+	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
+		s.answerRcode(q, dns.RcodeBadVers, maInvalid, noEDE, "")
+		return
+	}
+	qn := m.Question[0]
+	if qn.Qclass != dns.ClassINET {
+		s.answerRcode(q, dns.RcodeRefused, maRefused, dns.ExtendedErrorCodeNotSupported, "")
+		return
+	}
+
+	// 2. Identify.
+	if !q.tokenAuth {
+		p, ok := s.eng.ClientPrincipal(q.client)
+		if !ok {
+			q.reason = "unknown_client"
+			s.answerRcode(q, dns.RcodeRefused, maRefused, dns.ExtendedErrorCodeProhibited, "")
+			return
+		}
+		q.principal = p
+	}
+
+	// 3. Rate limit.
+	if s.limiter != nil && !s.limiter.allow(q.client, q.start) {
+		s.metrics.rateLimited.Inc()
+		q.reason = "rate_limited"
+		s.answerRcode(q, dns.RcodeRefused, maRateLimited, noEDE, "")
+		return
+	}
+
+	// 4. Decide on the name.
+	q.req = policies.Request{
+		Time:      q.start,
+		ClientIP:  q.client,
+		Principal: q.principal,
+		Protocol:  policies.ProtoDNS,
+		Host:      normalizeHost(qn.Name),
+	}
+	q.dec, q.verdict = s.eng.Check(&q.req)
+	q.decided = true
+	if q.dec.Blocked() {
+		s.answerBlock(q, "")
+		return
+	}
+
+	// 5. ANY.
+	if qn.Qtype == dns.TypeANY {
+		s.answerAny(q)
+		return
+	}
+
+	do, cd := q.ed.do, m.CheckingDisabled
+	key := cacheKey{name: lowerFQDN(qn.Name), qtype: qn.Qtype, bits: keyBits(do, cd)}
+
+	// 6. Safe search.
+	if q.dec.SafeSearch {
+		if target := safeSearchTarget(q.req.Host, s.cfg.YouTubeRestrict); target != "" {
+			s.answerSafeSearch(q, target, do, cd)
+			return
+		}
+	}
+
+	// 7. Resolve.
+	e, err := s.resolve(key, q)
+	if err != nil {
+		if s.logger.Enabled(context.Background(), slog.LevelDebug) {
+			s.logger.Debug("resolve failed", "host", q.req.Host, "err", err)
+		}
+		s.answerRcode(q, dns.RcodeServerFailure, maServFail, dns.ExtendedErrorCodeNoReachableAuthority, "upstream resolvers failed")
+		return
+	}
+
+	// 8. Inspect the answer: CNAME cloaking and answer addresses.
+	if s.inspect(q, e) {
+		return
+	}
+
+	// 9. Answer.
+	now := time.Now().UnixNano()
+	q.out = e.appendAnswer(q.out[:0], m, q.ed, uint16(s.cfg.MaxUDPSize), now)
+	q.rcode = e.rcode
+	q.cacheTTL = e.remaining(now)
+	q.action = maAllow
+	s.truncate(q)
+}
+
+// inspect decides on every CNAME target and answer address of e for q's
+// client. It answers with a block and returns true when one is blocked.
+func (s *Server) inspect(q *query, e *entry) bool {
+	for _, target := range e.cnames {
+		r := q.req
+		r.Host = target
+		d, v := s.eng.Check(&r)
+		if d.Blocked() {
+			q.dec, q.verdict = d, v
+			s.answerBlock(q, target)
+			return true
+		}
+	}
+	for _, ip := range e.ips {
+		r := q.req
+		r.DestIP = ip
+		d, v := s.eng.Check(&r)
+		if d.Blocked() {
+			q.dec, q.verdict = d, v
+			s.answerBlock(q, ip.String())
+			return true
+		}
+	}
+	return false
+}
+
+// resolve returns the answer for key from the cache, or from upstream with
+// concurrent misses of one key coalesced into one upstream query.
+func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
+	now := time.Now().UnixNano()
+	if e := s.cache.get(key, now); e != nil {
+		s.metrics.cacheHits.Inc()
+		s.maybePrefetch(key, e, now)
+		return e, nil
+	}
+	s.metrics.cacheMisses.Inc()
+	ctx, cancel := context.WithTimeout(s.baseCtx, time.Duration(s.cfg.QueryTimeout))
+	defer cancel()
+	f, leader := s.cache.join(key)
+	if !leader {
+		select {
+		case <-f.done:
+			q.upName = f.up
+			return f.e, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	start := time.Now()
+	e, up, err := s.fetch(ctx, key)
+	q.upTime = time.Since(start)
+	q.upName = up
+	f.e, f.up, f.err = e, up, err
+	if err == nil {
+		s.cache.put(key, e)
+	}
+	s.cache.finish(key, f)
+	return e, err
+}
+
+// fetch asks the upstreams for key and packs the answer.
+func (s *Server) fetch(ctx context.Context, key cacheKey) (*entry, string, error) {
+	m := &dns.Msg{
+		MsgHdr:   dns.MsgHdr{Id: dns.Id(), RecursionDesired: true, CheckingDisabled: key.bits&keyCD != 0},
+		Question: []dns.Question{{Name: key.name, Qtype: key.qtype, Qclass: dns.ClassINET}},
+	}
+	m.SetEdns0(uint16(s.cfg.MaxUDPSize), key.bits&keyDO != 0)
+	r, up, err := s.pool.resolve(ctx, m)
+	if err != nil {
+		return nil, "", err
+	}
+	e, err := newEntry(r, time.Now(), s.cache.lim)
+	if err != nil {
+		return nil, up.name, errors.Join(ErrBadAnswer, err)
+	}
+	return e, up.name, nil
+}
+
+// maybePrefetch refreshes a popular entry in the background when less than
+// a tenth of its lifetime is left, at most prefetchMax at a time.
+func (s *Server) maybePrefetch(key cacheKey, e *entry, now int64) {
+	if s.cfg.Cache.NoPrefetch || e.ttl < 10 {
+		return
+	}
+	hits := e.hits.Add(1)
+	if int(hits) < s.cfg.Cache.PrefetchHits || e.remaining(now)*10 > e.ttl {
+		return
+	}
+	if !e.prefetching.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case s.prefetchSem <- struct{}{}:
+	default:
+		e.prefetching.Store(false)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.prefetchSem }()
+		ctx, cancel := context.WithTimeout(s.baseCtx, time.Duration(s.cfg.QueryTimeout))
+		defer cancel()
+		ne, _, err := s.fetch(ctx, key)
+		if err != nil {
+			e.prefetching.Store(false)
+			return
+		}
+		s.metrics.prefetches.Inc()
+		s.cache.put(key, ne)
+	}()
+}
+
+// truncate fits q.out into the client's UDP buffer: records that do not
+// fit are dropped and TC is set, so the client retries over TCP.
+func (s *Server) truncate(q *query) {
+	if len(q.out) <= q.maxSize {
+		return
+	}
+	var m dns.Msg
+	if err := m.Unpack(q.out); err != nil {
+		q.out = q.out[:0]
+		s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
+		return
+	}
+	m.Truncate(q.maxSize)
+	out, err := m.PackBuffer(q.out[:0])
+	if err != nil {
+		q.out = q.out[:0]
+		s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
+		return
+	}
+	q.out = out
+}
+
+func keyBits(do, cd bool) uint8 {
+	var b uint8
+	if do {
+		b |= keyDO
+	}
+	if cd {
+		b |= keyCD
+	}
+	return b
+}
+
+// lowerFQDN lower-cases a wire name (keeps the trailing dot); allocates
+// only when it has upper case letters.
+func lowerFQDN(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
+}
+
+// record finishes q: metrics and the access event.
+func (s *Server) record(q *query) {
+	s.metrics.query(q.transport, q.action, q.rcode).Inc()
+	s.metrics.latency[q.transport].Observe(time.Since(q.start).Seconds())
+	if s.events == nil || q.action == maInvalid {
+		return
+	}
+	ev := eventPool.Get().(*policies.AccessEvent)
+	s.fillEvent(ev, q)
+	s.events.Record(ev)
+	*ev = policies.AccessEvent{}
+	eventPool.Put(ev)
+}
+
+var eventPool = sync.Pool{New: func() any { return new(policies.AccessEvent) }}
+
+func (s *Server) fillEvent(ev *policies.AccessEvent, q *query) {
+	ev.Time = q.start
+	ev.Protocol = policies.ProtoDNS
+	ev.Proto = policies.ProtoDNS.String()
+	if p := q.principal; p != nil {
+		ev.User, ev.Groups, ev.Location = p.User, p.Groups, p.Location
+	}
+	ev.ClientIP = q.client
+	if len(q.msg.Question) == 1 {
+		qt := q.msg.Question[0].Qtype
+		if n, ok := dns.TypeToString[qt]; ok {
+			ev.Method = n
+		} else {
+			ev.Method = "TYPE" + itoa(int(qt))
+		}
+		ev.Host = normalizeHost(q.msg.Question[0].Name)
+	}
+	ev.Status = q.rcode
+	ev.BytesDown = int64(len(q.out))
+	ev.Upstream = q.upTime
+	ev.Latency = time.Since(q.start) - q.upTime
+	if !q.decided {
+		ev.Action = policies.ActionBlock.String()
+		ev.Reason = q.reason
+		return
+	}
+	d := q.dec
+	ev.Categories, ev.Threats = s.eng.Names(q.verdict)
+	ev.Country = q.verdict.Country.String()
+	// DNS cannot show a warn page: warn is enforced as allow, and the
+	// rule's own action stays in RuleAction.
+	ev.Action = policies.ActionAllow.String()
+	if d.Action == policies.ActionBlock {
+		ev.Action = policies.ActionBlock.String()
+	}
+	ev.RuleAction = d.RuleAction.String()
+	ev.Monitor = d.Monitor
+	ev.RuleID = d.RuleID
+	ev.PolicyVersion = d.Version
+	ev.Reason = d.Reason.String()
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}
