@@ -24,6 +24,9 @@ type recorder struct {
 	ex      *exchange
 	status  int
 	written int64
+	// hijacked is the client connection taken over for an upgrade; the
+	// edge handler closes it when goproxy is done with it.
+	hijacked net.Conn
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -64,6 +67,7 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if r.status == 0 {
 		r.status = http.StatusSwitchingProtocols
 	}
+	r.hijacked = c
 	return c, rw, nil
 }
 

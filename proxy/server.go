@@ -313,6 +313,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodConnect {
 		ex.status = rec.status
 		ex.down.Store(rec.written)
+		if rec.hijacked != nil {
+			// goproxy relays an upgraded connection until one side ends
+			// but never closes the client side.
+			_ = rec.hijacked.Close()
+		}
 	}
 	s.finish(ex)
 }

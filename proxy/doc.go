@@ -1,0 +1,19 @@
+// Package proxy is Cordon's HTTP/HTTPS forward proxy, built on
+// github.com/elazarl/goproxy with none of goproxy's defaults kept (its
+// transport skips TLS verification and its MITM CA is a published key).
+//
+// It owns the wire side of the web gateway: absolute-form HTTP requests and
+// CONNECT tunnels, client identity (proxy Basic authentication or the
+// client's network), the SSRF dial guard (resolve once, refuse loopback,
+// link-local, private and the proxy's own addresses, dial the address that
+// was checked), TLS ClientHello/SNI peeking on uninspected tunnels, optional
+// TLS inspection with a locally generated CA, block/warn/error pages with
+// "continue" and "request a review" forms, PAC/WPAD files, access events
+// and metrics.
+//
+// It deliberately holds no policy: every request becomes one
+// policies.Request and policies.Engine.Check decides; the proxy only
+// renders the Decision. DNS filtering lives in proxy/dnsfilter, reports in
+// reports (reached through EventSink), review storage in policies (reached
+// through ReviewSink).
+package proxy
