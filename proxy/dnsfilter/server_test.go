@@ -3,10 +3,12 @@ package dnsfilter
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +21,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cordon-gw/cordon/categorizer"
 	"github.com/cordon-gw/cordon/policies"
 )
 
@@ -785,4 +788,85 @@ func TestListenAndServe(t *testing.T) {
 		return
 	}
 	t.Fatal("could not start ListenAndServe on a free port")
+}
+
+func TestAnswerIPThreatFeed(t *testing.T) {
+	z := newZone(t, append(testRecords, "c2.test. 300 IN A 203.0.113.66", "fine.test. 300 IN A 203.0.113.1")...)
+	up := startDNS(t, z)
+	b := categorizer.NewBuilder()
+	feed, err := b.AddFeed("feodo", []string{"malware"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(feed, categorizer.Entry{Kind: categorizer.KindCIDR, Prefix: netip.MustParsePrefix("203.0.113.64/30")}); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := b.Build(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := newEngine(t, nil, "rules:\n  - id: no-c2\n    threats: [feodo]\n    action: block\n")
+	if err := eng.SetIndex(ix); err != nil {
+		t.Fatal(err)
+	}
+	f := startFilter(t, Config{Upstreams: []string{up}}, eng)
+	r := ask(t, f.addr, "udp", "c2.test.", dns.TypeA, true)
+	if x := ede(r); r.Rcode != dns.RcodeNameError || x == nil || !strings.Contains(x.ExtraText, "203.0.113.66") {
+		t.Fatalf("answer %v, want NXDOMAIN naming the listed address", r)
+	}
+	if ev := f.events.find(t, host("c2.test")); ev.Action != "block" || len(ev.Threats) != 1 || ev.Threats[0] != "feodo" {
+		t.Errorf("event = %+v, want block with threat feodo", ev)
+	}
+	if r := ask(t, f.addr, "udp", "fine.test.", dns.TypeA, true); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Errorf("fine.test answer %v, want the address", r)
+	}
+}
+
+func TestDoTUpstream(t *testing.T) {
+	z := newZone(t, testRecords...)
+	hs := httptest.NewUnstartedServer(nil)
+	hs.StartTLS() // only for its certificate (SANs 127.0.0.1 and example.com)
+	defer hs.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", hs.TLS.Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, Net: "tcp-tls", Handler: z}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	roots := hs.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	for _, up := range []string{"tls://" + ln.Addr().String(), "tls://" + ln.Addr().String() + "#example.com"} {
+		s, err := New(Config{Upstreams: []string{up}}, Deps{Engine: eng, RootCAs: roots, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = s.Serve(pc, nil) }()
+		r := ask(t, pc.LocalAddr().String(), "udp", "allowed.test.", dns.TypeA, true)
+		_ = s.Shutdown(context.Background())
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Fatalf("%s: answer %v, want the address over DoT", up, r)
+		}
+	}
+	// A certificate the roots do not trust fails: SERVFAIL, not an answer.
+	s, err := New(Config{Upstreams: []string{"tls://" + ln.Addr().String()}}, Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(pc, nil) }()
+	if r := ask(t, pc.LocalAddr().String(), "udp", "allowed.test.", dns.TypeA, true); r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("untrusted DoT upstream: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
 }
