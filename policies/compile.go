@@ -28,6 +28,15 @@ type Compiled struct {
 	ruleWords  int
 	domains    map[string][]domRef
 	usesLocs   bool
+	// Per-rule prefilter masks (bit i = rule i), so Decide visits only
+	// rules that can match the request's categories, threats, domains and
+	// identity instead of testing every rule.
+	noWhat     []uint64
+	catMask    [categorizer.MaxCategories][]uint64
+	thrMask    [categorizer.MaxCategories][]uint64
+	noWho      []uint64
+	userMask   [][]uint64 // by user ID; nil when no rule names the user
+	groupMask  [][]uint64 // by group ID
 	catNames   [categorizer.MaxCategories]string
 	thrNames   [categorizer.MaxCategories]string
 	safeSearch safeSearch
@@ -362,7 +371,47 @@ func compileRules(p *Policy, version int64, table CategoryTable, id *identity) *
 			cr.sched = cs
 		}
 	}
+	c.buildMasks()
 	return c
+}
+
+// buildMasks fills the prefilter masks from the compiled rules.
+func (c *Compiled) buildMasks() {
+	w := c.ruleWords
+	set := func(m *[]uint64, i int) {
+		if *m == nil {
+			*m = make([]uint64, w)
+		}
+		(*m)[i>>6] |= 1 << uint(i&63)
+	}
+	c.userMask = make([][]uint64, len(c.id.userRecs))
+	c.groupMask = make([][]uint64, len(c.id.groups))
+	for i := range c.rules {
+		cr := &c.rules[i]
+		if !cr.hasWhat {
+			set(&c.noWhat, i)
+		}
+		cr.cats.IDs(func(id int) { set(&c.catMask[id], i) })
+		if cr.threatAny {
+			for id := range c.thrMask {
+				set(&c.thrMask[id], i)
+			}
+		}
+		cr.threats.IDs(func(id int) { set(&c.thrMask[id], i) })
+		if !cr.hasWho {
+			set(&c.noWho, i)
+		}
+		for u := range c.userMask {
+			if cr.users.has(u) {
+				set(&c.userMask[u], i)
+			}
+		}
+		for g := range c.groupMask {
+			if cr.groups.has(g) {
+				set(&c.groupMask[g], i)
+			}
+		}
+	}
 }
 
 func (c *Compiled) addDomain(e entry, rule int, label string) {

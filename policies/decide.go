@@ -100,24 +100,79 @@ func (c *Compiled) Decide(r *Request, v *categorizer.Verdict) Decision {
 		WarnTTLSeconds: c.warnTTL,
 		SafeSearch:     c.safeSearchFor(r, &w),
 	}
-	for i := range c.rules {
-		cr := &c.rules[i]
-		reason, ok := c.match(cr, i, r, v, &w, &dm)
-		if !ok {
-			continue
-		}
-		if cr.monitor {
-			if mon < 0 {
-				mon, monReason = i, reason
+	var cand [MaxRules / 64]uint64
+	c.candidates(&cand, &dm, v, &w)
+	for wi := 0; wi < c.ruleWords; wi++ {
+		for m := cand[wi]; m != 0; m &= m - 1 {
+			i := wi<<6 | bits.TrailingZeros64(m)
+			cr := &c.rules[i]
+			reason, ok := c.match(cr, i, r, v, &w, &dm)
+			if !ok {
+				continue
 			}
-			continue
+			if cr.monitor {
+				if mon < 0 {
+					mon, monReason = i, reason
+				}
+				continue
+			}
+			d.Action, d.RuleAction, d.RuleID, d.Reason = cr.action, cr.action, cr.id, reason
+			d.Match = c.matchName(cr, i, reason, r, v)
+			return c.withMonitor(d, mon, monReason, r, v)
 		}
-		d.Action, d.RuleAction, d.RuleID, d.Reason = cr.action, cr.action, cr.id, reason
-		d.Match = c.matchName(cr, i, reason, r, v)
-		return c.withMonitor(d, mon, monReason, r, v)
 	}
 	d.Action, d.RuleAction, d.Reason = c.defaultAction, c.defaultAction, ReasonDefault
 	return c.withMonitor(d, mon, monReason, r, v)
+}
+
+// candidates marks the rules whose "what" (categories, threats, domains,
+// lists) and "who" (users, groups) criteria can match; match checks the
+// rest.
+func (c *Compiled) candidates(cand, dm *[MaxRules / 64]uint64, v *categorizer.Verdict, w *who) {
+	n := c.ruleWords
+	if c.noWhat != nil {
+		copy(cand[:n], c.noWhat)
+	}
+	for i := 0; i < n; i++ {
+		cand[i] |= dm[i]
+	}
+	for s := uint64(v.Categories); s != 0; s &= s - 1 {
+		if m := c.catMask[bits.TrailingZeros64(s)]; m != nil {
+			for i := 0; i < n; i++ {
+				cand[i] |= m[i]
+			}
+		}
+	}
+	for s := uint64(v.Threats); s != 0; s &= s - 1 {
+		if m := c.thrMask[bits.TrailingZeros64(s)]; m != nil {
+			for i := 0; i < n; i++ {
+				cand[i] |= m[i]
+			}
+		}
+	}
+	var who [MaxRules / 64]uint64
+	if c.noWho != nil {
+		copy(who[:n], c.noWho)
+	}
+	if w.user >= 0 && int(w.user) < len(c.userMask) {
+		if m := c.userMask[w.user]; m != nil {
+			for i := 0; i < n; i++ {
+				who[i] |= m[i]
+			}
+		}
+	}
+	for _, g := range w.groups {
+		if int(g) < len(c.groupMask) {
+			if m := c.groupMask[g]; m != nil {
+				for i := 0; i < n; i++ {
+					who[i] |= m[i]
+				}
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		cand[i] &= who[i]
+	}
 }
 
 func (c *Compiled) withMonitor(d Decision, mon int, reason Reason, r *Request, v *categorizer.Verdict) Decision {

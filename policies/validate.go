@@ -332,8 +332,12 @@ func (c *checker) shadows() {
 	for j := 1; j < len(rs) && j <= MaxRules; j++ {
 		for i := 0; i < j; i++ {
 			if covers(&rs[i], &rs[j]) {
-				c.errf(fmt.Sprintf("rules[%d]", j), "rule %q can never match: earlier rule %q (line %d) matches every request it would",
-					rs[j].ID, rs[i].ID, c.p.Line(fmt.Sprintf("rules[%d]", i)))
+				at := ""
+				if l := c.p.Line(fmt.Sprintf("rules[%d]", i)); l > 0 {
+					at = fmt.Sprintf(" (line %d)", l)
+				}
+				c.errf(fmt.Sprintf("rules[%d]", j), "rule %q can never match: earlier rule %q%s matches every request it would",
+					rs[j].ID, rs[i].ID, at)
 				break
 			}
 		}
