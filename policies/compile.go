@@ -24,10 +24,10 @@ type Compiled struct {
 	dnsBlock      DNSBlockMode
 	warnTTL       int32
 
-	rules      []crule
-	ruleWords  int
-	domains    map[string][]domRef
-	usesLocs   bool
+	rules     []crule
+	ruleWords int
+	domains   map[string][]domRef
+	usesLocs  bool
 	// Per-rule prefilter masks (bit i = rule i), so Decide visits only
 	// rules that can match the request's categories, threats, domains and
 	// identity instead of testing every rule.
