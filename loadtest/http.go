@@ -252,7 +252,7 @@ type httpWorker struct {
 	conn    net.Conn
 	br      *bufio.Reader
 	bw      *bufio.Writer
-	connKey string // what conn leads to: "proxy", or host:port of a tunnel or direct connection
+	connKey string // what conn leads to: "proxy", "connect-to", or host:port of a tunnel or TLS connection
 
 	req        fasthttp.Request
 	resp       fasthttp.Response
@@ -312,9 +312,15 @@ func (w *httpWorker) run(ctx context.Context) {
 // needed, and returns when it started, the status, or an error kind.
 func (w *httpWorker) do(t *Target) (sent time.Time, status int, kind string) {
 	sent = time.Now()
+	// One kept-alive connection serves every plain http URL when it leads
+	// to the proxy or, with ConnectTo, to the one origin address; a tunnel
+	// or TLS connection serves only its own host.
 	key := "proxy"
-	if t.HTTPS || w.cfg.Proxy == "" {
+	switch {
+	case t.HTTPS || (w.cfg.Proxy == "" && w.cfg.ConnectTo == ""):
 		key = t.HostPort
+	case w.cfg.Proxy == "":
+		key = "connect-to"
 	}
 	reused := w.conn != nil && w.connKey == key
 	status, kind = w.attempt(t, key, sent.Add(w.cfg.Timeout))

@@ -78,17 +78,27 @@ func ParseURLs(r io.Reader, opts URLOptions) ([]Target, error) {
 }
 
 func parseURLLine(line string, https bool, httpPort, httpsPort string) (Target, error) {
+	if i := strings.IndexFunc(line, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
+		return Target{}, fmt.Errorf("white space or control character at byte %d", i)
+	}
 	raw := line
 	if !strings.Contains(line, "://") {
 		scheme, port := "http", httpPort
 		if https {
 			scheme, port = "https", httpsPort
 		}
-		hostport, path, _ := strings.Cut(line, "/")
+		end := strings.IndexAny(line, "/?#")
+		if end < 0 {
+			end = len(line)
+		}
+		hostport, rest := line[:end], line[end:]
 		if _, _, err := net.SplitHostPort(hostport); err != nil {
 			hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), port)
 		}
-		raw = scheme + "://" + hostport + "/" + path
+		if !strings.HasPrefix(rest, "/") {
+			rest = "/" + rest
+		}
+		raw = scheme + "://" + hostport + rest
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -110,10 +120,8 @@ func parseURLLine(line string, https bool, httpPort, httpsPort string) (Target, 
 	if t.Host == "" {
 		return Target{}, fmt.Errorf("no host")
 	}
-	if ip := net.ParseIP(t.Host); ip == nil {
-		if _, ok := dns.IsDomainName(t.Host); !ok || strings.ContainsAny(t.Host, " \t\"<>\\^`{|}") {
-			return Target{}, fmt.Errorf("host %q: not a host name", t.Host)
-		}
+	if ip := net.ParseIP(t.Host); ip == nil && !isHostName(t.Host) {
+		return Target{}, fmt.Errorf("host %q: not a host name", t.Host)
 	}
 	t.Port = cmp.Or(u.Port(), defPort)
 	if p, err := strconv.Atoi(t.Port); err != nil || p < 1 || p > 65535 {
@@ -178,7 +186,7 @@ func ParseNames(r io.Reader) ([]Query, error) {
 			return nil, fmt.Errorf("%w: names line %d: want \"name [TYPE]\", got %d fields", ErrUsage, n, len(fields))
 		}
 		name := strings.ToLower(dns.Fqdn(fields[0]))
-		if _, ok := dns.IsDomainName(name); !ok || name == "." || strings.ContainsAny(name, "\\\"()") {
+		if !isHostName(name) {
 			return nil, fmt.Errorf("%w: names line %d: %q is not a domain name", ErrUsage, n, fields[0])
 		}
 		q := Query{Name: name, Type: dns.TypeA}
@@ -203,4 +211,26 @@ func ParseNames(r io.Reader) ([]Query, error) {
 func portOf(hostport string) string {
 	_, p, _ := net.SplitHostPort(hostport)
 	return p
+}
+
+// isHostName accepts DNS names made of letters, digits, '-' and '_' (the
+// names real traffic carries), with or without the final dot; it refuses
+// the root, empty labels and labels over 63 bytes.
+func isHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := range len(label) {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
