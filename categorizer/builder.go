@@ -37,7 +37,7 @@ type Builder struct {
 	threatIDs  map[string]int
 	feeds      []feedDef
 
-	nodes map[uint64]int32 // domain key → head of its record list
+	nodes table // domain key → 1 + head of its record list
 	recs  []domRec
 	exc   map[uint64]uint64 // exception domain key → mask of feeds excepted there
 	urls  map[urlKey]*acc
@@ -76,7 +76,7 @@ func NewBuilder() *Builder {
 		categories: []string{NewlySeenCategory},
 		catIDs:     map[string]int{NewlySeenCategory: NewlySeenID},
 		threatIDs:  map[string]int{},
-		nodes:      map[uint64]int32{},
+		nodes:      newTable(1024),
 		exc:        map[uint64]uint64{},
 		urls:       map[urlKey]*acc{},
 		cidrs:      map[netip.Prefix]*acc{},
@@ -210,14 +210,27 @@ func (b *Builder) accumulate(a *acc, feed FeedID, cats Set) {
 }
 
 func (b *Builder) addDomain(feed FeedID, name string, cats Set, wildcard, exception bool) {
-	key := hashName(name)
+	// Hash every suffix (shortest first) in one pass.
+	var sfx [maxHostLen/2 + 2]uint64
+	n := 0
+	h := hashOffset
+	for i := len(name) - 1; i >= 0; i-- {
+		c := name[i]
+		if c == '.' && n < len(sfx) {
+			sfx[n] = finish(h)
+			n++
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h = (h ^ uint64(c)) * hashPrime
+	}
+	key := finish(h)
 	if exception {
 		b.exc[key] |= 1 << feed
 	}
-	head, ok := b.nodes[key]
-	if !ok {
-		head = -1
-	}
+	pos, found := b.nodes.slot(key)
+	head := int32(b.nodes.vals[pos]&^childBit) - 1
 	for r := head; r >= 0; r = b.recs[r].next {
 		rec := &b.recs[r]
 		if rec.feed == feed && rec.wildcard == wildcard && rec.exception == exception {
@@ -226,7 +239,19 @@ func (b *Builder) addDomain(feed FeedID, name string, cats Set, wildcard, except
 		}
 	}
 	b.recs = append(b.recs, domRec{name: name, next: head, feed: feed, wildcard: wildcard, exception: exception, cats: cats})
-	b.nodes[key] = int32(len(b.recs) - 1)
+	b.nodes.vals[pos] = b.nodes.vals[pos]&childBit | uint32(len(b.recs))
+	if found && head >= 0 {
+		return // parents already marked
+	}
+	// Mark the parent domains as having listed names below them (inserting
+	// them when absent), parent first, stopping at one already marked.
+	for j := n - 1; j >= 0; j-- {
+		p, _ := b.nodes.slot(sfx[j])
+		if b.nodes.vals[p]&childBit != 0 {
+			break
+		}
+		b.nodes.vals[p] |= childBit
+	}
 }
 
 // attr is one deduplicated attribute set: what a matching entry adds to a
@@ -246,7 +271,7 @@ type attrKey struct {
 }
 
 // Build compiles everything added so far into an Index with the given
-// version. The Builder may be discarded afterwards.
+// version. The Builder is emptied: build a new one for the next Index.
 func (b *Builder) Build(version uint64) (*Index, error) {
 	if b.err != nil {
 		return nil, b.err
@@ -259,28 +284,49 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 	for _, f := range b.feeds {
 		ix.feeds = append(ix.feeds, f.info(b))
 	}
-	ids := map[attrKey]uint32{}
+	ids := map[attrKey]uint32{{}: 0}
+	ix.attrs = append(ix.attrs, attr{}) // ID 0: no verdict (internal nodes)
+	ix.attrFeeds = append(ix.attrFeeds, 0)
+	var lastKey attrKey
+	var lastID uint32
 	intern := func(a attr, feeds uint64) uint32 {
 		k := attrKey{a, feeds}
-		if id, ok := ids[k]; ok {
-			return id
+		if k == lastKey {
+			return lastID
 		}
-		id := uint32(len(ix.attrs))
-		ix.attrs = append(ix.attrs, a)
-		ix.attrFeeds = append(ix.attrFeeds, feeds)
-		ids[k] = id
+		id, ok := ids[k]
+		if !ok {
+			id = uint32(len(ix.attrs))
+			ix.attrs = append(ix.attrs, a)
+			ix.attrFeeds = append(ix.attrFeeds, feeds)
+			ids[k] = id
+		}
+		lastKey, lastID = k, id
 		return id
 	}
 
-	// Domains.
-	ix.domains = newTable(len(b.nodes))
-	for key, head := range b.nodes {
-		a, feeds := b.resolve(key, head)
-		if a == (attr{}) {
-			continue // everything here was excepted
+	// Domains: the Builder's table already holds every listed name and
+	// every parent of one (marked with childBit, so Lookup stops
+	// descending at the first suffix not in the table); replace each
+	// record-list head with the resolved attribute set.
+	vals := make([]uint32, len(b.nodes.keys))
+	for i, k := range b.nodes.keys {
+		if k == 0 {
+			continue
 		}
-		ix.domains.put(key, intern(a, feeds))
+		v := b.nodes.vals[i]
+		var id uint32
+		if head := int32(v&^childBit) - 1; head >= 0 {
+			if a, feeds := b.resolve(k, head); a != (attr{}) {
+				id = intern(a, feeds)
+				ix.domainCount++
+			}
+		}
+		vals[i] = id | v&childBit
 	}
+	ix.domains = table{keys: b.nodes.keys, vals: vals, mask: b.nodes.mask, n: b.nodes.n}
+	b.nodes = newTable(0)
+	b.recs = nil
 
 	// URLs: one group of path prefixes per host, longest prefix first.
 	type urlRule struct {
@@ -355,6 +401,13 @@ func (f feedDef) info(b *Builder) FeedInfo {
 func (b *Builder) resolve(key uint64, head int32) (attr, uint64) {
 	var excepted uint64
 	name := b.recs[head].name
+	get := func(k uint64) int32 {
+		v, ok := b.nodes.get(k)
+		if !ok {
+			return -1
+		}
+		return int32(v&^childBit) - 1
+	}
 	if len(b.exc) > 0 {
 		suffixHashes(name, func(k uint64, _ int, _ bool) { excepted |= b.exc[k] })
 	}
@@ -386,11 +439,7 @@ func (b *Builder) resolve(key uint64, head int32) (attr, uint64) {
 			if full {
 				return
 			}
-			h, ok := b.nodes[k]
-			if !ok {
-				return
-			}
-			for r := h; r >= 0; r = b.recs[r].next {
+			for r := get(k); r >= 0; r = b.recs[r].next {
 				rec := &b.recs[r]
 				if rec.exception || excepted&(1<<rec.feed) != 0 {
 					continue

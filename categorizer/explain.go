@@ -56,8 +56,9 @@ func (ix *Index) Explain(host, path string, ip netip.Addr) Explanation {
 	}
 	if name != "" {
 		suffixHashes(name, func(key uint64, start int, full bool) {
-			id, ok := ix.domains.get(key)
-			if !ok {
+			val, ok := ix.domains.get(key)
+			id := val &^ childBit
+			if !ok || id == 0 {
 				return
 			}
 			a := ix.attrs[id]

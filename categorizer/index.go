@@ -18,7 +18,8 @@ type Index struct {
 	attrs     []attr
 	attrFeeds []uint64 // per attr: mask of contributing feed IDs (Explain)
 
-	domains table // domain key → attr ID
+	domains     table // domain key → attr ID | childBit
+	domainCount int   // listed domains (the table also holds their parents)
 
 	urlHosts  table // host key → urlGroups index
 	urlGroups []urlGroup
@@ -60,22 +61,33 @@ func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
 	if n > 0 && host[n-1] == '.' {
 		n--
 	}
-	if n > 0 && (ix.domains.n > 0 || ix.urlHosts.n > 0) {
+	urls := path != "" && ix.urlHosts.n > 0
+	if n > 0 && (ix.domains.n > 0 || urls) {
+		// Hash every suffix in one right-to-left pass. A suffix missing
+		// from the table has no listed names below it: stop there (or
+		// keep hashing only to find the host's URL entries).
+		descend := ix.domains.n > 0
 		h := hashOffset
 		for i := n - 1; i >= 0; i-- {
 			c := host[i]
-			if c == '.' {
-				ix.matchDomain(finish(h), false, &v)
+			if c == '.' && descend {
+				if descend = ix.matchDomain(finish(h), false, &v); !descend && !urls {
+					break
+				}
 			}
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
 			}
 			h = (h ^ uint64(c)) * hashPrime
 		}
-		key := finish(h)
-		ix.matchDomain(key, true, &v)
-		if path != "" && ix.urlHosts.n > 0 {
-			ix.matchURL(key, path, &v)
+		if descend || urls {
+			key := finish(h)
+			if descend {
+				ix.matchDomain(key, true, &v)
+			}
+			if urls {
+				ix.matchURL(key, path, &v)
+			}
 		}
 	}
 	if ix.cidrCount > 0 {
@@ -93,12 +105,17 @@ func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
 	return v
 }
 
-func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) {
-	id, ok := ix.domains.get(key)
+// childBit marks a domain table value whose name has listed names below it.
+const childBit = 1 << 31
+
+// matchDomain applies the entry of one suffix and reports whether names
+// below it are listed.
+func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) bool {
+	val, ok := ix.domains.get(key)
 	if !ok {
-		return
+		return false
 	}
-	a := &ix.attrs[id]
+	a := &ix.attrs[val&^childBit]
 	if a.cut {
 		v.Categories, v.Threats = 0, 0
 	}
@@ -109,6 +126,7 @@ func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) {
 		v.Categories |= a.subCats
 		v.Threats |= a.subThr
 	}
+	return val&childBit != 0
 }
 
 func (ix *Index) matchURL(key uint64, path string, v *Verdict) {
@@ -175,7 +193,7 @@ func (ix *Index) Version() uint64 { return ix.version }
 
 // Len is the number of distinct entries: domains, URL prefixes and IP
 // prefixes.
-func (ix *Index) Len() int { return ix.domains.n + len(ix.urlPaths) + ix.cidrCount }
+func (ix *Index) Len() int { return ix.domainCount + len(ix.urlPaths) + ix.cidrCount }
 
 // Feeds describes the feeds compiled into the Index. The slice must not be
 // modified.

@@ -2,7 +2,8 @@ package categorizer
 
 // table is an open-addressing hash table (linear probing) from a 64-bit
 // key (never 0) to a uint32 value, in two parallel arrays so a miss only
-// touches the keys. It is built once and then read concurrently.
+// touches the keys. It grows while being built and is then read
+// concurrently without locks.
 type table struct {
 	keys []uint64
 	vals []uint32
@@ -10,26 +11,46 @@ type table struct {
 	n    int
 }
 
-// newTable sizes a table for n keys at a load factor of at most 3/4.
+// newTable sizes a table for n keys at a load factor of at most 7/10
+// (short probe sequences for misses, which are most lookups).
 func newTable(n int) table {
 	size := 8
-	for size*3 < n*4+4 {
+	for size*7 < n*10+10 {
 		size <<= 1
 	}
 	return table{keys: make([]uint64, size), vals: make([]uint32, size), mask: uint64(size - 1)}
 }
 
-// put inserts or replaces key.
-func (t *table) put(key uint64, val uint32) {
+// slot returns the position of key, inserting it with value 0 when absent
+// (found = false). Positions are valid until the next insertion.
+func (t *table) slot(key uint64) (pos uint64, found bool) {
+	if (t.n+1)*10 > len(t.keys)*7 {
+		t.grow()
+	}
 	for i := key & t.mask; ; i = (i + 1) & t.mask {
 		switch t.keys[i] {
-		case 0:
-			t.keys[i], t.vals[i] = key, val
-			t.n++
-			return
 		case key:
-			t.vals[i] = val
-			return
+			return i, true
+		case 0:
+			t.keys[i] = key
+			t.n++
+			return i, false
+		}
+	}
+}
+
+// put inserts or replaces key.
+func (t *table) put(key uint64, val uint32) {
+	i, _ := t.slot(key)
+	t.vals[i] = val
+}
+
+func (t *table) grow() {
+	old := *t
+	*t = newTable(len(old.keys))
+	for i, k := range old.keys {
+		if k != 0 {
+			t.put(k, old.vals[i])
 		}
 	}
 }
