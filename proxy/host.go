@@ -75,7 +75,10 @@ func splitTarget(hostport string, defaultPort uint16) (host string, port uint16,
 		return "", 0, false
 	}
 	if p == "" {
-		return host, defaultPort, defaultPort != 0
+		if defaultPort == 0 {
+			return "", 0, false
+		}
+		return host, defaultPort, true
 	}
 	n, err := strconv.ParseUint(p, 10, 16)
 	if err != nil || n == 0 {

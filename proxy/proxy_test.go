@@ -400,7 +400,9 @@ func TestConnectBlockedSNIAndHost(t *testing.T) {
 	if err := tc.Handshake(); err == nil {
 		t.Fatalf("TLS to a blocked SNI through an allowed CONNECT succeeded")
 	}
-	ev = h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Host == "casino.test" && ev.Status == 403 && ev.Path == "" && ev.RuleID == "block-gambling" && ev.BytesUp == 0 && ev.Method == "CONNECT" && ev.ID != "" })
+	ev = h.events.wait(t, func(ev *policies.AccessEvent) bool {
+		return ev.Host == "casino.test" && ev.Status == 403 && ev.Path == "" && ev.RuleID == "block-gambling" && ev.BytesUp == 0 && ev.Method == "CONNECT" && ev.ID != ""
+	})
 	if ev.Action != "block" {
 		t.Errorf("SNI event = %+v", ev)
 	}
