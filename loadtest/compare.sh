@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# loadtest/compare.sh — the same load, one peer after another, on this machine:
+#
+#   HTTP/HTTPS  direct to the local origin (the ceiling), through Squid, through Cordon
+#   DNS         the origin's authoritative server (the ceiling), through Unbound, through Cordon
+#
+# and the ratios Cordon/peer for throughput and p99 latency, the RSS of each
+# peer, and every raw output under loadtest/results/<time>/ (gitignored).
+#
+#   loadtest/compare.sh                         # everything, 10 s per run
+#   DURATION=30s CONNECTIONS=200 loadtest/compare.sh
+#   PEERS="direct squid" SUITES="http https" loadtest/compare.sh
+#
+# How URL hosts reach the loopback origin: the URL and name files carry
+# real-looking names (www.google.com:18080/1k). The origin's DNS server
+# (127.0.0.1:15353) answers every name with 127.0.0.1, so a proxy that
+# resolves through it reaches the origin. Squid gets a hosts_file mapping
+# every URL host to 127.0.0.1; Unbound forwards "." to the origin DNS.
+# Cordon must be configured (loadtest/cordon-bench.yaml, owned by cmd/cordon)
+# to resolve proxy destinations through 127.0.0.1:15353, to allow loopback
+# destinations for the benchmark, to use 127.0.0.1:15353 as its DNS
+# upstream, and to load the same blocklist (see BLOCK_FEEDS below).
+#
+# Every run is bounded in time (timeout), every peer is stopped by its PID.
+set -euo pipefail
+
+# ---- knobs (environment overrides) --------------------------------------
+CORDON_CMD=${CORDON_CMD:-"go run ./cmd/cordon serve --config loadtest/cordon-bench.yaml"}
+CORDON_PROXY=${CORDON_PROXY:-127.0.0.1:3128}
+CORDON_DNS=${CORDON_DNS:-127.0.0.1:5353}
+CORDON_START_TIMEOUT=${CORDON_START_TIMEOUT:-180}   # seconds; go run compiles first
+LOADTEST=${LOADTEST:-}          # a `loadtest` binary or "cordon loadtest"; default: built from ./loadtest/cmd/loadtest
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-100}
+RATE=${RATE:-0}                 # > 0 adds an open-loop HTTP run at this many requests/s per peer
+DNS_CONCURRENCY=${DNS_CONCURRENCY:-50}
+HOT=${HOT:-1000}                # names in the cached ("hot") DNS run
+PEERS=${PEERS:-"direct squid unbound cordon"}
+SUITES=${SUITES:-"http https dns"}
+URLS=${URLS:-loadtest/traffic/urls.txt}
+NAMES=${NAMES:-loadtest/traffic/names.txt}
+DATA=${DATA:-${CORDON_SHARED_DATA:-../shared/data}}
+BLOCK_FEEDS=${BLOCK_FEEDS:-"blocklistproject/ransomware.txt blocklistproject/scam.txt blocklistproject/alt-version/phishing-nl.txt urlhaus/hosts"}
+UNBOUND_BLOCK=${UNBOUND_BLOCK:-refuse}   # local-zone type for listed names
+SQUID_ADDR=127.0.0.1:13128
+UNBOUND_ADDR=127.0.0.1:15354
+ORIGIN_HTTP=127.0.0.1:18080
+ORIGIN_HTTPS=127.0.0.1:18443
+ORIGIN_DNS=127.0.0.1:15353
+INSTALL=${INSTALL:-1}           # 1: apt-get install missing squid/unbound/dnsperf/wrk when root
+
+cd "$(dirname "$0")/.."
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=loadtest/results/$STAMP
+mkdir -p "$OUT"
+TMP=$(mktemp -d /tmp/cordon-compare.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/compare.log" >&2; }
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do stop_pid "$p"; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+secs() { # 10s -> 10, 2m -> 120
+	local d=$1
+	case $d in
+	*ms) echo 1 ;; *s) echo "${d%s}" ;; *m) echo $((${d%m} * 60)) ;; *h) echo $((${d%h} * 3600)) ;; *) echo "$d" ;;
+	esac
+}
+RUN_TIMEOUT=$(($(secs "$DURATION") + 60))
+
+has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+has_suite() { [[ " $SUITES " == *" $1 "* ]]; }
+
+# ---- tools ----------------------------------------------------------------
+ensure_tool() { # binary package
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [[ $INSTALL == 1 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		log "installing $2"
+		timeout 600 apt-get install -y -qq "$2" >>"$OUT/apt.log" 2>&1 ||
+			{ timeout 300 apt-get update -qq >>"$OUT/apt.log" 2>&1 && timeout 600 apt-get install -y -qq "$2" >>"$OUT/apt.log" 2>&1; } || true
+	fi
+	command -v "$1" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
+	command -v "$1" >/dev/null 2>&1
+}
+has_peer squid && { ensure_tool squid squid || { log "squid missing: skipping it"; PEERS=${PEERS/squid/}; }; }
+has_peer unbound && { ensure_tool unbound unbound || { log "unbound missing: skipping it"; PEERS=${PEERS/unbound/}; }; }
+ensure_tool dnsperf dnsperf || log "dnsperf missing: no dnsperf cross-check"
+ensure_tool wrk wrk || log "wrk missing: no wrk cross-check"
+command -v jq >/dev/null || ensure_tool jq jq || { log "jq is required"; exit 1; }
+
+if [[ -z $LOADTEST ]]; then
+	timeout 300 go build -o "$TMP/loadtest" ./loadtest/cmd/loadtest
+	LOADTEST=$TMP/loadtest
+fi
+
+# ---- helpers ----------------------------------------------------------------
+wait_tcp() { # addr seconds
+	local host=${1%:*} port=${1##*:} i
+	for ((i = 0; i < $2 * 10; i++)); do
+		(exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+start_bg() { # name cmd... ; sets BG_PID; a new session so the whole tree can be stopped
+	local name=$1
+	shift
+	setsid "$@" >"$OUT/$name.log" 2>&1 &
+	BG_PID=$!
+	PIDS+=("$BG_PID")
+}
+
+stop_pid() { # pid: TERM the session, then KILL
+	local p=$1 i
+	kill -0 "$p" 2>/dev/null || return 0
+	kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+}
+
+tree_pids() {
+	local c
+	echo "$1"
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
+}
+
+rss_of() { # pid -> "rss_kb hwm_kb" summed over the process tree, the go tool left out
+	local p rss=0 hwm=0 r h
+	for p in $(tree_pids "$1"); do
+		[[ $(cat "/proc/$p/comm" 2>/dev/null) == go ]] && continue
+		r=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || true)
+		h=$(awk '/^VmHWM/{print $2}' "/proc/$p/status" 2>/dev/null || true)
+		rss=$((rss + ${r:-0}))
+		hwm=$((hwm + ${h:-0}))
+	done
+	echo "$rss $hwm"
+}
+
+record_rss() { # peer pid
+	local v
+	v=$(rss_of "$2")
+	echo "{\"peer\":\"$1\",\"rss_kb\":${v% *},\"hwm_kb\":${v#* }}" >"$OUT/rss-$1.json"
+	log "$1 RSS after load: $((${v% *} / 1024)) MiB (peak $((${v#* } / 1024)) MiB)"
+}
+
+run_http() { # peer suite args...
+	local peer=$1 suite=$2
+	shift 2
+	log "http: $suite via $peer"
+	if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
+		--ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.json" 2>"$OUT/$suite-$peer.err"; then
+		jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  status \(.status)"' "$OUT/$suite-$peer.json" | tee -a "$OUT/compare.log" >&2
+	else
+		log "  failed: $(tail -3 "$OUT/$suite-$peer.err")"
+		rm -f "$OUT/$suite-$peer.json"
+	fi
+}
+
+run_dns() { # peer server suite args...
+	local peer=$1 server=$2 suite=$3
+	shift 3
+	log "dns: $suite via $peer ($server)"
+	if timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$server" --duration "$DURATION" --concurrency "$DNS_CONCURRENCY" \
+		--json "$@" >"$OUT/$suite-$peer.json" 2>"$OUT/$suite-$peer.err"; then
+		jq -r '"  \(.qps|floor) q/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  rcodes \(.rcodes)"' "$OUT/$suite-$peer.json" | tee -a "$OUT/compare.log" >&2
+	else
+		log "  failed: $(tail -3 "$OUT/$suite-$peer.err")"
+		rm -f "$OUT/$suite-$peer.json"
+	fi
+	if [[ $suite == dns-hot ]] && command -v dnsperf >/dev/null; then
+		local host=${server%:*} port=${server##*:}
+		timeout "$RUN_TIMEOUT" dnsperf -s "$host" -p "$port" -d "$TMP/hot.txt" -l "$(secs "$DURATION")" -c 4 -q "$DNS_CONCURRENCY" \
+			>"$OUT/dnsperf-hot-$peer.txt" 2>&1 || true
+		log "  dnsperf cross-check: $(awk '/Queries per second/{print $4 " q/s"}' "$OUT/dnsperf-hot-$peer.txt")"
+	fi
+}
+
+http_suites() { # peer args...
+	local peer=$1
+	shift
+	has_suite http && run_http "$peer" http "$@"
+	has_suite https && run_http "$peer" https --https "$@"
+	if [[ $RATE != 0 ]] && has_suite http; then run_http "$peer" http-open --rate "$RATE" "$@"; fi
+	return 0
+}
+
+dns_suites() { # peer server
+	has_suite dns || return 0
+	# Warm the cache with one pass of the hot set, then measure it.
+	timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$2" --names "$TMP/hot.txt" --queries "$HOT" --concurrency 10 >/dev/null 2>&1 || true
+	run_dns "$1" "$2" dns-hot --names "$TMP/hot.txt"
+	run_dns "$1" "$2" dns-mixed --names "$NAMES"
+	run_dns "$1" "$2" dns-blocked --names "$TMP/blocked-names.txt"
+	run_dns "$1" "$2" dns-uncached --names "$NAMES" --unique
+}
+
+# ---- inputs -------------------------------------------------------------------
+log "results in $OUT; $(nproc) CPUs; $(uname -sr); $(go version | cut -d' ' -f3)"
+{
+	echo "date: $(date -u)"
+	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
+	echo "kernel: $(uname -sr)"
+	echo "go: $(go version)"
+	command -v squid >/dev/null && echo "squid: $(squid -v | head -1)"
+	command -v unbound >/dev/null && echo "unbound: $(unbound -V | head -1)"
+	command -v dnsperf >/dev/null && echo "dnsperf: $(dnsperf -h 2>&1 | grep -m1 -i version || true)"
+	echo "cordon: $CORDON_CMD"
+	echo "duration=$DURATION connections=$CONNECTIONS rate=$RATE dns_concurrency=$DNS_CONCURRENCY hot=$HOT"
+} >"$OUT/machine.txt"
+
+awk -v n="$HOT" '!/^[#;]/ && NF && c++ < n' "$NAMES" >"$TMP/hot.txt"
+# The blocklist, one name per line, from the same feeds as the traffic files.
+for f in $BLOCK_FEEDS; do
+	grep -v '^[#!]' "$DATA/$f" | awk 'NF{n=$NF; sub(/\.$/,"",n); print tolower(n)}'
+done | grep -E '^[a-z0-9_-]+(\.[a-z0-9_-]+)+$' | grep -vE '^[0-9.]+$' | sort -u >"$TMP/blocklist.txt"
+shuf -n 5000 --random-source=<(yes) "$TMP/blocklist.txt" | sed 's/$/ A/' >"$TMP/blocked-names.txt"
+log "blocklist: $(wc -l <"$TMP/blocklist.txt") names from $BLOCK_FEEDS"
+
+# ---- origin -------------------------------------------------------------------
+start_bg origin $LOADTEST origin --http $ORIGIN_HTTP --https $ORIGIN_HTTPS --dns $ORIGIN_DNS --ca-out "$TMP/origin-ca.pem"
+ORIGIN_PID=$BG_PID
+wait_tcp $ORIGIN_HTTP 15 && wait_tcp $ORIGIN_HTTPS 15 && wait_tcp $ORIGIN_DNS 15 || { log "origin did not start: $(cat "$OUT/origin.log")"; exit 1; }
+for ((i = 0; i < 50; i++)); do [[ -s $TMP/origin-ca.pem ]] && break; sleep 0.1; done
+
+# ---- direct (ceiling) -----------------------------------------------------------
+if has_peer direct; then
+	has_suite http && run_http direct http --connect-to $ORIGIN_HTTP
+	has_suite https && run_http direct https --https --connect-to $ORIGIN_HTTPS
+	[[ $RATE != 0 ]] && has_suite http && run_http direct http-open --rate "$RATE" --connect-to $ORIGIN_HTTP
+	if has_suite http && command -v wrk >/dev/null; then
+		timeout "$RUN_TIMEOUT" wrk -t 2 -c "$CONNECTIONS" -d "$DURATION" --latency "http://$ORIGIN_HTTP/1k" >"$OUT/wrk-direct.txt" 2>&1 || true
+		log "  wrk cross-check (direct, /1k only): $(awk '/Requests\/sec/{print $2 " req/s"}' "$OUT/wrk-direct.txt")"
+	fi
+	dns_suites direct $ORIGIN_DNS
+	record_rss origin "$ORIGIN_PID"
+fi
+
+# ---- Squid ------------------------------------------------------------------------
+if has_peer squid && { has_suite http || has_suite https; }; then
+	mkdir -p "$TMP/squid" && chmod 777 "$TMP/squid"
+	grep -v '^#' "$URLS" | awk -F/ 'NF{h=$1; sub(/:.*/,"",h); print "127.0.0.1 " h}' | sort -u >"$TMP/squid/hosts"
+	cat >"$TMP/squid/squid.conf" <<EOF
+# Pure forward proxy, no cache; names come from hosts_file (all to the origin).
+http_port $SQUID_ADDR
+pid_filename $TMP/squid/squid.pid
+cache_log $TMP/squid/cache.log
+access_log none
+cache deny all
+cache_mem 0 MB
+coredump_dir $TMP/squid
+hosts_file $TMP/squid/hosts
+acl SSL_ports port 443 ${ORIGIN_HTTPS##*:}
+acl Safe_ports port 80 443 ${ORIGIN_HTTP##*:} ${ORIGIN_HTTPS##*:}
+acl CONNECT method CONNECT
+http_access deny !Safe_ports
+http_access deny CONNECT !SSL_ports
+http_access allow localhost
+http_access deny all
+forwarded_for delete
+shutdown_lifetime 1 seconds
+max_filedescriptors $(ulimit -n)
+EOF
+	cp "$TMP/squid/squid.conf" "$OUT/squid.conf"
+	start_bg squid squid -N -f "$TMP/squid/squid.conf"
+	SQUID_PID=$BG_PID
+	if wait_tcp $SQUID_ADDR 30; then
+		http_suites squid --proxy $SQUID_ADDR
+		record_rss squid "$SQUID_PID"
+	else
+		log "squid did not start: $(tail -5 "$OUT/squid.log")"
+	fi
+	stop_pid "$SQUID_PID"
+	cp "$TMP/squid/cache.log" "$OUT/squid-cache.log" 2>/dev/null || true
+fi
+
+# ---- Unbound ----------------------------------------------------------------------
+if has_peer unbound && has_suite dns; then
+	mkdir -p "$TMP/unbound"
+	awk -v t="$UNBOUND_BLOCK" '{print "local-zone: \"" $1 ".\" " t}' "$TMP/blocklist.txt" >"$TMP/unbound/blocklist.conf"
+	cat >"$TMP/unbound/unbound.conf" <<EOF
+server:
+  interface: ${UNBOUND_ADDR%:*}
+  port: ${UNBOUND_ADDR##*:}
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$TMP/unbound"
+  pidfile: "$TMP/unbound/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: $(nproc)
+  so-reuseport: yes
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  qname-minimisation: no
+  include: "$TMP/unbound/blocklist.conf"
+forward-zone:
+  name: "."
+  forward-addr: ${ORIGIN_DNS%:*}@${ORIGIN_DNS##*:}
+EOF
+	cp "$TMP/unbound/unbound.conf" "$OUT/unbound.conf"
+	start_bg unbound unbound -d -c "$TMP/unbound/unbound.conf"
+	UNBOUND_PID=$BG_PID
+	if wait_tcp $UNBOUND_ADDR 120; then
+		dns_suites unbound $UNBOUND_ADDR
+		record_rss unbound "$UNBOUND_PID"
+	else
+		log "unbound did not start: $(tail -5 "$OUT/unbound.log")"
+	fi
+	stop_pid "$UNBOUND_PID"
+fi
+
+# ---- Cordon -----------------------------------------------------------------------
+if has_peer cordon; then
+	log "starting cordon: $CORDON_CMD"
+	# shellcheck disable=SC2086 # CORDON_CMD is a command line
+	start_bg cordon $CORDON_CMD
+	CORDON_PID=$BG_PID
+	if wait_tcp "$CORDON_PROXY" "$CORDON_START_TIMEOUT"; then
+		http_suites cordon --proxy "$CORDON_PROXY"
+		if wait_tcp "$CORDON_DNS" 10; then dns_suites cordon "$CORDON_DNS"; fi
+		record_rss cordon "$CORDON_PID"
+	else
+		log "cordon did not start within ${CORDON_START_TIMEOUT}s: $(tail -5 "$OUT/cordon.log")"
+	fi
+	stop_pid "$CORDON_PID"
+fi
+
+# ---- ratios -----------------------------------------------------------------------
+ratio_row() { # suite peer metric(rps|qps)
+	local c="$OUT/$1-cordon.json" p="$OUT/$1-$2.json"
+	[[ -s $c && -s $p ]] || { printf '%-14s %-8s %s\n' "$1" "$2" "n/a (a run is missing)"; return; }
+	jq -rn --slurpfile c "$c" --slurpfile p "$p" --arg s "$1" --arg peer "$2" --arg m "$3" '
+		def r(a; b): if b == 0 then "n/a" else ((a / b * 100 | round) / 100 | tostring) + "x" end;
+		"\($s|.+"              "|.[0:14]) \($peer|.+"        "|.[0:8]) " +
+		"throughput \(r($c[0][$m]; $p[0][$m]))  (\($c[0][$m]|floor) vs \($p[0][$m]|floor)/s)   " +
+		"p99 \(r($c[0].latency.p99_ms; $p[0].latency.p99_ms))  (\($c[0].latency.p99_ms) vs \($p[0].latency.p99_ms) ms)"'
+}
+{
+	echo
+	echo "Cordon / peer (throughput: higher is better; p99: lower is better)"
+	for s in http https http-open; do
+		for peer in squid direct; do [[ -e $OUT/$s-$peer.json || -e $OUT/$s-cordon.json ]] && ratio_row "$s" "$peer" rps; done
+	done
+	for s in dns-hot dns-mixed dns-blocked dns-uncached; do
+		for peer in unbound direct; do [[ -e $OUT/$s-$peer.json || -e $OUT/$s-cordon.json ]] && ratio_row "$s" "$peer" qps; done
+	done
+	echo
+	echo "RSS after load (peak):"
+	for f in "$OUT"/rss-*.json; do [[ -e $f ]] && jq -r '"  \(.peer): \(.rss_kb/1024|floor) MiB (\(.hwm_kb/1024|floor) MiB)"' "$f"; done
+	echo
+	echo "raw outputs: $OUT"
+} | tee "$OUT/summary.txt"
