@@ -1,0 +1,438 @@
+package policies
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FileStore keeps policy state in a directory:
+//
+//	versions/000000000042.json   one file per version (policy + metadata)
+//	audit.jsonl                  the append-only audit log, one JSON entry per line
+//	tokens/<id>.json             API token records (hashes only)
+//	reviews/<id>.json            review requests
+//
+// Every write is durable before it returns: data goes to a temporary file
+// that is fsynced, then renamed (or hard-linked, for versions, so two
+// writers cannot both create the same number) and the directory fsynced;
+// audit lines are appended and fsynced. Versions are safe to share
+// between processes; the audit sequence assumes one writing process per
+// directory.
+type FileStore struct {
+	dir string
+	// PollInterval is how often Watch looks for versions written by
+	// another process. Zero means 500ms.
+	PollInterval time.Duration
+
+	mu      sync.Mutex // audit appends and sequence
+	nextSeq int64
+}
+
+var _ Store = (*FileStore)(nil)
+
+// OpenFileStore opens (creating it if needed) a store in dir.
+func OpenFileStore(dir string) (*FileStore, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "versions"), filepath.Join(dir, "tokens"), filepath.Join(dir, "reviews")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("policies: file store: %w", err)
+		}
+	}
+	s := &FileStore{dir: dir}
+	es, err := s.readAudit()
+	if err != nil {
+		return nil, err
+	}
+	s.nextSeq = 1
+	if len(es) > 0 {
+		s.nextSeq = es[len(es)-1].Seq + 1
+	}
+	return s, nil
+}
+
+// Dir is the store's directory.
+func (s *FileStore) Dir() string { return s.dir }
+
+func (s *FileStore) versionPath(n int64) string {
+	return filepath.Join(s.dir, "versions", fmt.Sprintf("%012d.json", n))
+}
+
+// versionNumbers lists the stored version numbers in ascending order.
+func (s *FileStore) versionNumbers() ([]int64, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "versions"))
+	if err != nil {
+		return nil, fmt.Errorf("policies: file store: %w", err)
+	}
+	var ns []int64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if n, err := strconv.ParseInt(name, 10, 64); err == nil && n > 0 {
+			ns = append(ns, n)
+		}
+	}
+	slices.Sort(ns)
+	return ns, nil
+}
+
+// LatestVersion implements Store.
+func (s *FileStore) LatestVersion(ctx context.Context) (*Version, error) {
+	ns, err := s.versionNumbers()
+	if err != nil {
+		return nil, err
+	}
+	if len(ns) == 0 {
+		return nil, ErrNotFound
+	}
+	return s.GetVersion(ctx, ns[len(ns)-1])
+}
+
+// GetVersion implements Store.
+func (s *FileStore) GetVersion(_ context.Context, n int64) (*Version, error) {
+	b, err := os.ReadFile(s.versionPath(n))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policies: file store: %w", err)
+	}
+	var v Version
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("policies: file store: version %d: %w", n, err)
+	}
+	return &v, nil
+}
+
+// ListVersions implements Store.
+func (s *FileStore) ListVersions(ctx context.Context) ([]VersionInfo, error) {
+	ns, err := s.versionNumbers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VersionInfo, 0, len(ns))
+	for _, n := range ns {
+		v, err := s.GetVersion(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v.VersionInfo)
+	}
+	return out, nil
+}
+
+// PutVersion implements Store.
+func (s *FileStore) PutVersion(ctx context.Context, v *Version, audit *AuditEntry) error {
+	ns, err := s.versionNumbers()
+	if err != nil {
+		return err
+	}
+	var latest int64
+	if len(ns) > 0 {
+		latest = ns[len(ns)-1]
+	}
+	if v.Number != latest+1 {
+		return ErrConflict
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	final := s.versionPath(v.Number)
+	tmp, err := writeTemp(filepath.Dir(final), b, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return ErrConflict
+		}
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return err
+	}
+	audit.Version = v.Number
+	return s.AppendAudit(ctx, audit)
+}
+
+// AppendAudit implements Store.
+func (s *FileStore) AppendAudit(_ context.Context, e *AuditEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.Seq = s.nextSeq
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	path := filepath.Join(s.dir, "audit.jsonl")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	// A crash mid-line leaves a partial last line: start on a new one.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if r, err := os.Open(path); err == nil {
+			if _, err := r.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+				b = append([]byte{'\n'}, b...)
+			}
+			r.Close()
+		}
+	}
+	b = append(b, '\n')
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("policies: file store: append audit: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("policies: file store: sync audit: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	s.nextSeq++
+	return nil
+}
+
+// readAudit reads every complete audit entry, oldest first.
+func (s *FileStore) readAudit() ([]AuditEntry, error) {
+	f, err := os.Open(filepath.Join(s.dir, "audit.jsonl"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policies: file store: %w", err)
+	}
+	defer f.Close()
+	var out []AuditEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var e AuditEntry
+		if json.Unmarshal(line, &e) != nil {
+			continue // a line cut by a crash; its write never succeeded
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("policies: file store: read audit: %w", err)
+	}
+	return out, nil
+}
+
+// AuditBefore implements Store.
+func (s *FileStore) AuditBefore(_ context.Context, before int64, n int) ([]AuditEntry, error) {
+	es, err := s.readAudit()
+	if err != nil {
+		return nil, err
+	}
+	var out []AuditEntry
+	for i := len(es) - 1; i >= 0 && len(out) < n; i-- {
+		if before <= 0 || es[i].Seq < before {
+			out = append(out, es[i])
+		}
+	}
+	return out, nil
+}
+
+func safeID(id string) bool {
+	return id != "" && len(id) <= 64 && !strings.ContainsAny(id, "/\\.") && validName(id)
+}
+
+func (s *FileStore) putJSON(sub, id string, v any) error {
+	if !safeID(id) {
+		return fmt.Errorf("policies: file store: %w: id %q", ErrBadRequest, id)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(s.dir, sub, id+".json"), b, 0o600)
+}
+
+func (s *FileStore) getJSON(sub, id string, v any) error {
+	if !safeID(id) {
+		return ErrNotFound
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, sub, id+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("policies: file store: %s/%s: %w", sub, id, err)
+	}
+	return nil
+}
+
+func listJSON[T any](dir string) ([]T, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("policies: file store: %w", err)
+	}
+	var out []T
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("policies: file store: %w", err)
+		}
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("policies: file store: %s: %w", e.Name(), err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// PutToken implements Store.
+func (s *FileStore) PutToken(_ context.Context, t TokenRecord) error { return s.putJSON("tokens", t.ID, t) }
+
+// GetToken implements Store.
+func (s *FileStore) GetToken(_ context.Context, id string) (TokenRecord, error) {
+	var t TokenRecord
+	err := s.getJSON("tokens", id, &t)
+	return t, err
+}
+
+// ListTokens implements Store.
+func (s *FileStore) ListTokens(context.Context) ([]TokenRecord, error) {
+	ts, err := listJSON[TokenRecord](filepath.Join(s.dir, "tokens"))
+	slices.SortFunc(ts, func(a, b TokenRecord) int { return a.Created.Compare(b.Created) })
+	return ts, err
+}
+
+// DeleteToken implements Store.
+func (s *FileStore) DeleteToken(_ context.Context, id string) error {
+	if !safeID(id) {
+		return ErrNotFound
+	}
+	p := filepath.Join(s.dir, "tokens", id+".json")
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return ErrNotFound
+		}
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// PutReview implements Store.
+func (s *FileStore) PutReview(_ context.Context, r Review) error { return s.putJSON("reviews", r.ID, r) }
+
+// GetReview implements Store.
+func (s *FileStore) GetReview(_ context.Context, id string) (Review, error) {
+	var r Review
+	err := s.getJSON("reviews", id, &r)
+	return r, err
+}
+
+// ListReviews implements Store.
+func (s *FileStore) ListReviews(context.Context) ([]Review, error) {
+	rs, err := listJSON[Review](filepath.Join(s.dir, "reviews"))
+	slices.SortFunc(rs, func(a, b Review) int { return a.Time.Compare(b.Time) })
+	return rs, err
+}
+
+// Watch implements Store by polling the versions directory.
+func (s *FileStore) Watch(ctx context.Context, fn func(int64)) error {
+	every := s.PollInterval
+	if every <= 0 {
+		every = 500 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last int64 = -1
+	for {
+		if ns, err := s.versionNumbers(); err == nil && len(ns) > 0 && ns[len(ns)-1] != last {
+			last = ns[len(ns)-1]
+			fn(last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// writeTemp writes data to a new fsynced temporary file in dir.
+func writeTemp(dir string, data []byte, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("policies: write: %w", err)
+	}
+	name := f.Name()
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(name)
+		return "", fmt.Errorf("policies: write %s: %w", name, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("policies: write %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// writeFileAtomic replaces path with data durably: temp file, fsync,
+// rename, fsync of the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(filepath.Dir(path), data, perm)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("policies: write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("policies: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("policies: sync %s: %w", dir, err)
+	}
+	return nil
+}
