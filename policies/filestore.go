@@ -313,7 +313,9 @@ func listJSON[T any](dir string) ([]T, error) {
 }
 
 // PutToken implements Store.
-func (s *FileStore) PutToken(_ context.Context, t TokenRecord) error { return s.putJSON("tokens", t.ID, t) }
+func (s *FileStore) PutToken(_ context.Context, t TokenRecord) error {
+	return s.putJSON("tokens", t.ID, t)
+}
 
 // GetToken implements Store.
 func (s *FileStore) GetToken(_ context.Context, id string) (TokenRecord, error) {
@@ -345,7 +347,9 @@ func (s *FileStore) DeleteToken(_ context.Context, id string) error {
 }
 
 // PutReview implements Store.
-func (s *FileStore) PutReview(_ context.Context, r Review) error { return s.putJSON("reviews", r.ID, r) }
+func (s *FileStore) PutReview(_ context.Context, r Review) error {
+	return s.putJSON("reviews", r.ID, r)
+}
 
 // GetReview implements Store.
 func (s *FileStore) GetReview(_ context.Context, id string) (Review, error) {
