@@ -24,11 +24,12 @@ import (
 //  1. validate host:port;
 //  2. resolve once and refuse forbidden destinations (403);
 //  3. decide on the CONNECT host and the address that will be dialed;
-//     block gives 403 with an explanation, an unacknowledged warn gives
-//     403 or passes per connect_warn;
 //  4. decrypt when inspection is on and neither category nor domain
-//     exempts the host; otherwise splice, deciding again on the TLS SNI
-//     when it names another host.
+//     exempts the host (inner requests are decided on the full URL and
+//     get real block and warn pages); otherwise enforce the CONNECT
+//     decision (block: 403 with an explanation; unacknowledged warn: 403
+//     or pass per connect_warn) and splice, deciding again on the TLS SNI when it names
+//     another host.
 func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	ex := exchangeFrom(ctx.Req.Context())
 	if ex == nil {
@@ -54,12 +55,14 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 		return s.rejectConnect(ctx, ex, http.StatusBadGateway, "cannot resolve "+host, ""), target
 	}
 	d := s.decide(ex, host, "", addrs[0])
-	if reject := s.connectVerdict(ctx, ex, d); reject != nil {
-		return reject, target
-	}
 	if s.mitm != nil && s.mitm.shouldInspect(host, port, s.engine, ex.verdict) {
+		// Decrypted: every inner request is decided on its full URL, and
+		// a block or warn shows the real page there.
 		ex.mitm = true
 		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitm.tlsConfig}, target
+	}
+	if reject := s.connectVerdict(ctx, ex, d); reject != nil {
+		return reject, target
 	}
 	return &goproxy.ConnectAction{
 		Action: goproxy.ConnectHijack,

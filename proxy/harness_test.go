@@ -53,6 +53,9 @@ rules:
   - id: block-listed
     domains: [blocked.test]
     action: block
+  - id: block-path
+    domains: ["other.test/secret"]
+    action: block
 `
 
 // testFeeds are the categorizer feeds of the tests: feed name, categories,
@@ -75,6 +78,7 @@ var testFeeds = []struct {
 var testHosts = []string{
 	"allowed.test", "casino.test", "social.test", "news.test", "bank.test",
 	"malware.test", "www.malware.test", "blocked.test", "other.test",
+	"pinned.test", "badcert.test",
 }
 
 var (
