@@ -40,10 +40,15 @@ type Builder struct {
 	nodes table // domain key → 1 + head of its record list
 	recs  []domRec
 	exc   map[uint64]uint64 // exception domain key → mask of feeds excepted there
-	urls  map[urlKey]*acc
-	cidrs map[netip.Prefix]*acc
-	err   error
+	urls   map[urlKey]*acc
+	cidrs  map[netip.Prefix]*acc
+	status []FeedStatus
+	err    error
 }
+
+// SetStatus records per-feed status to carry in the Index and its
+// snapshots (Index.Status).
+func (b *Builder) SetStatus(s []FeedStatus) { b.status = slices.Clone(s) }
 
 type feedDef struct {
 	name    string
@@ -280,6 +285,7 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 		version:    version,
 		categories: slices.Clone(b.categories),
 		threats:    slices.Clone(b.threats),
+		status:     b.status,
 	}
 	for _, f := range b.feeds {
 		ix.feeds = append(ix.feeds, f.info(b))
@@ -375,7 +381,6 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 		}
 		ix.cidr.Insert(p, intern(attr{cats: a.cats, thr: a.thr}, a.feeds))
 	}
-	ix.cidrPrefixes = pfxs
 	ix.cidrCount = len(pfxs)
 	return ix, nil
 }

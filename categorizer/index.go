@@ -26,9 +26,10 @@ type Index struct {
 	urlPaths  []string // per rule: path prefix, sorted within a group
 	urlAttrs  []uint32 // per rule: attr ID
 
-	cidr         *bart.Table[uint32] // prefix → attr ID (covering prefixes folded in)
-	cidrPrefixes []netip.Prefix      // every prefix, for snapshots
-	cidrCount    int
+	cidr      *bart.Table[uint32] // prefix → attr ID (covering prefixes folded in)
+	cidrCount int
+
+	status []FeedStatus // feed status at build time (Builder.SetStatus)
 }
 
 type urlGroup struct {
@@ -198,6 +199,11 @@ func (ix *Index) Len() int { return ix.domainCount + len(ix.urlPaths) + ix.cidrC
 // Feeds describes the feeds compiled into the Index. The slice must not be
 // modified.
 func (ix *Index) Feeds() []FeedInfo { return ix.feeds }
+
+// Status returns the per-feed status recorded when the Index was built
+// (by the Syncer), so an edge that loaded a snapshot can show it. The
+// slice must not be modified.
+func (ix *Index) Status() []FeedStatus { return ix.status }
 
 // Names returns the category and threat names of a Verdict (allocates).
 func (ix *Index) Names(v Verdict) (categories, threats []string) {
