@@ -103,6 +103,10 @@ type DNSResult struct {
 	Errors  map[string]uint64 `json:"errors"`
 	Latency Summary           `json:"latency"`
 	Service *Summary          `json:"service,omitempty"`
+	// Missed, in open loop, counts queries due before the end that were
+	// never sent because every worker was still waiting: the server
+	// could not keep up with the rate.
+	Missed uint64 `json:"missed"`
 }
 
 // ErrorCount is the total of Errors.
@@ -179,6 +183,7 @@ func RunDNS(ctx context.Context, cfg DNSConfig) (*DNSResult, error) {
 		res.Loop = "open"
 		s := svc.Summarize()
 		res.Service = &s
+		res.Missed = sched.missed()
 	}
 	return res, nil
 }

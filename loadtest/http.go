@@ -131,6 +131,10 @@ type HTTPResult struct {
 	Latency Summary `json:"latency"`
 	// Service, in open loop only, is measured from the actual send.
 	Service *Summary `json:"service,omitempty"`
+	// Missed, in open loop, counts requests due before the end that were
+	// never sent because every connection was still busy: the target
+	// could not keep up with the rate.
+	Missed uint64 `json:"missed"`
 	// Dials counts TCP connections opened (to the proxy or origin).
 	Dials uint64 `json:"dials"`
 	// Retries counts requests sent again on a new connection because the
@@ -228,6 +232,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (*HTTPResult, error) {
 		res.Loop = "open"
 		s := svc.Summarize()
 		res.Service = &s
+		res.Missed = sched.missed()
 	}
 	if tun.Count() > 0 {
 		s := tun.Summarize()

@@ -31,6 +31,9 @@ func WriteHTTPTable(w io.Writer, r *HTTPResult) error {
 	}
 	fmt.Fprintf(tw, "HTTP load\t%s, %s, %d connections, %.1fs\n", r.Target, loop, r.Connections, r.ElapsedSec)
 	fmt.Fprintf(tw, "requests\t%d answered, %.1f/s, %s body\n", r.Requests, r.RPS, bytesIEC(r.BodyBytes))
+	if r.Missed > 0 {
+		fmt.Fprintf(tw, "missed\t%d due but never sent: every connection was busy, the target fell behind the rate\n", r.Missed)
+	}
 	fmt.Fprintf(tw, "status\t%s\n", countsLine(intKeys(r.Status)))
 	fmt.Fprintf(tw, "errors\t%s\n", countsLine(r.Errors))
 	fmt.Fprintf(tw, "connections\t%d dials, %d resent on a new connection\n", r.Dials, r.Retries)
@@ -69,6 +72,9 @@ func WriteDNSTable(w io.Writer, r *DNSResult) error {
 	}
 	fmt.Fprintf(tw, "DNS load\t%s over %s, %s, %d workers, %s, %.1fs\n", r.Server, r.Transport, loop, r.Concurrency, names, r.ElapsedSec)
 	fmt.Fprintf(tw, "answers\t%d, %.1f/s (%d NODATA, %d truncated, %d resent)\n", r.Answers, r.QPS, r.NoData, r.Truncated, r.Retries)
+	if r.Missed > 0 {
+		fmt.Fprintf(tw, "missed\t%d due but never sent: every worker was waiting, the server fell behind the rate\n", r.Missed)
+	}
 	fmt.Fprintf(tw, "rcodes\t%s\n", countsLine(r.Rcodes))
 	fmt.Fprintf(tw, "errors\t%s\n", countsLine(r.Errors))
 	fmt.Fprintln(tw)

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -36,6 +37,7 @@ type schedule struct {
 	max      uint64
 	interval float64 // ns between slots; 0 = closed loop
 	next     atomic.Uint64
+	started  atomic.Uint64 // open loop: slots taken before the end
 	done     atomic.Uint64
 	errs     atomic.Uint64
 }
@@ -66,9 +68,11 @@ func (s *schedule) take(ctx context.Context, timer *time.Timer) (i uint64, due t
 		return i, now, now.Before(s.end)
 	}
 	due = s.start.Add(time.Duration(float64(i) * s.interval))
-	if !due.Before(s.end) {
+	if !due.Before(s.end) || !time.Now().Before(s.end) {
+		// Past the end, slots still due are not sent: missed() counts them.
 		return 0, time.Time{}, false
 	}
+	s.started.Add(1)
 	if wait := time.Until(due); wait > 0 {
 		timer.Reset(wait)
 		select {
@@ -78,6 +82,18 @@ func (s *schedule) take(ctx context.Context, timer *time.Timer) (i uint64, due t
 		}
 	}
 	return i, due, true
+}
+
+// missed is, in open loop, the number of requests due before the end
+// that no worker got to send because all were busy: the target could not
+// keep up with the rate. Zero in closed loop.
+func (s *schedule) missed() uint64 {
+	if s.interval == 0 {
+		return 0
+	}
+	slots := uint64(math.Ceil(float64(s.end.Sub(s.start)) / s.interval))
+	slots = min(slots, s.max)
+	return slots - min(slots, s.started.Load())
 }
 
 func (s *schedule) progress() Progress {
