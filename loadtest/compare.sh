@@ -12,14 +12,14 @@
 #   PEERS="direct squid" SUITES="http https" loadtest/compare.sh
 #
 # How URL hosts reach the loopback origin: the URL and name files carry
-# real-looking names (www.google.com:18080/1k). The origin's DNS server
-# (127.0.0.1:15353) answers every name with 127.0.0.1, so a proxy that
-# resolves through it reaches the origin. Squid gets a hosts_file mapping
-# every URL host to 127.0.0.1; Unbound forwards "." to the origin DNS.
-# Cordon must be configured (loadtest/cordon-bench.yaml, owned by cmd/cordon)
-# to resolve proxy destinations through 127.0.0.1:15353, to allow loopback
-# destinations for the benchmark, to use 127.0.0.1:15353 as its DNS
-# upstream, and to load the same blocklist (see BLOCK_FEEDS below).
+# real-looking names (www.google.com:18080/1k). loadtest/traffic/hosts maps
+# every URL host to 127.0.0.1 (/etc/hosts format, written by mktraffic with
+# urls.txt): Squid reads it as hosts_file, and Cordon's proxy must read it too
+# (loadtest/cordon-bench.yaml, owned by cmd/cordon: proxy hosts_file:
+# loadtest/traffic/hosts, allow_private_destinations: [127.0.0.0/8]). The
+# origin's DNS server (127.0.0.1:15353) answers every name with 127.0.0.1:
+# Unbound forwards "." to it, and Cordon's DNS filter must use it as its
+# upstream and load the same blocklist (see BLOCK_FEEDS below).
 #
 # Every run is bounded in time (timeout), every peer is stopped by its PID.
 set -euo pipefail
@@ -38,6 +38,7 @@ HOT=${HOT:-1000}                # names in the cached ("hot") DNS run
 PEERS=${PEERS:-"direct squid unbound cordon"}
 SUITES=${SUITES:-"http https dns"}
 URLS=${URLS:-loadtest/traffic/urls.txt}
+HOSTS=${HOSTS:-loadtest/traffic/hosts}     # URL hosts -> 127.0.0.1, for the proxies' name resolution
 NAMES=${NAMES:-loadtest/traffic/names.txt}
 DATA=${DATA:-${CORDON_SHARED_DATA:-../shared/data}}
 BLOCK_FEEDS=${BLOCK_FEEDS:-"blocklistproject/ransomware.txt blocklistproject/scam.txt blocklistproject/alt-version/phishing-nl.txt urlhaus/hosts"}
@@ -247,7 +248,7 @@ fi
 # ---- Squid ------------------------------------------------------------------------
 if has_peer squid && { has_suite http || has_suite https; }; then
 	mkdir -p "$TMP/squid" && chmod 777 "$TMP/squid"
-	grep -v '^#' "$URLS" | awk -F/ 'NF{h=$1; sub(/:.*/,"",h); print "127.0.0.1 " h}' | sort -u >"$TMP/squid/hosts"
+	cp "$HOSTS" "$TMP/squid/hosts"
 	cat >"$TMP/squid/squid.conf" <<EOF
 # Pure forward proxy, no cache; names come from hosts_file (all to the origin).
 http_port $SQUID_ADDR

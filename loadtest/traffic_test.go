@@ -71,7 +71,8 @@ func TestParseNames(t *testing.T) {
 // TestCommittedTrafficFiles checks that the committed traffic files parse
 // and stay small.
 func TestCommittedTrafficFiles(t *testing.T) {
-	for _, f := range []string{"traffic/urls.txt", "traffic/names.txt"} {
+	var total int64
+	for _, f := range []string{"traffic/urls.txt", "traffic/names.txt", "traffic/hosts"} {
 		st, err := os.Stat(f)
 		if err != nil {
 			t.Fatal(err)
@@ -79,6 +80,10 @@ func TestCommittedTrafficFiles(t *testing.T) {
 		if st.Size() >= 1<<20 {
 			t.Errorf("%s is %d bytes, keep committed traffic files under 1 MiB", f, st.Size())
 		}
+		total += st.Size()
+	}
+	if total >= 1<<20 {
+		t.Errorf("traffic files total %d bytes, keep them under 1 MiB", total)
 	}
 	us, err := ReadURLFile("traffic/urls.txt", URLOptions{})
 	if err != nil {

@@ -3,8 +3,10 @@
 //
 //	go run ./loadtest/cmd/mktraffic [--data ../shared/data] [--out loadtest/traffic]
 //
-// urls.txt holds scheme-less host/path lines (90 % /1k, 10 % /64k) and
-// names.txt dnsperf-style "name TYPE" lines (80 % A, 20 % AAAA). Hosts are
+// urls.txt holds scheme-less host/path lines (90 % /1k, 10 % /64k),
+// names.txt dnsperf-style "name TYPE" lines (80 % A, 20 % AAAA), and hosts
+// maps every URL host to 127.0.0.1 in /etc/hosts format, for a proxy under
+// test to reach the local origin (Squid hosts_file, Cordon proxy hosts_file). Hosts are
 // drawn from the Cisco Umbrella top 100k with a Zipf law over the rank, so
 // popular names repeat (a cache warms up) while the long tail keeps it
 // partly cold, plus a share of listed names from the Block List Project
@@ -18,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -103,12 +106,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		c.seed, c.blockedShare, strings.Join(blockedFeeds, ", "))
 	var urls, names strings.Builder
 	fmt.Fprintf(&urls, "# %s\n# scheme-less lines: loadtest http makes them http://host:18080/path (or https://host:18443/path with --https)\n", header)
-	nBlockedURLs := 0
+	nBlockedURLs, urlHosts := 0, make(map[string]bool)
 	for range c.urls {
 		host, isBlocked := pick()
 		if isBlocked {
 			nBlockedURLs++
 		}
+		urlHosts[host] = true
 		path := "/1k"
 		if rng.IntN(10) == 0 {
 			path = "/64k"
@@ -129,13 +133,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		names.WriteString(host + " " + qtype + "\n")
 	}
-	for file, text := range map[string]string{"urls.txt": urls.String(), "names.txt": names.String()} {
+	var hosts strings.Builder
+	fmt.Fprintf(&hosts, "# every host of urls.txt at the local origin; %s\n", header)
+	for _, h := range slices.Sorted(maps.Keys(urlHosts)) {
+		hosts.WriteString("127.0.0.1 " + h + "\n")
+	}
+	for file, text := range map[string]string{"urls.txt": urls.String(), "names.txt": names.String(), "hosts": hosts.String()} {
 		if err := os.WriteFile(filepath.Join(c.out, file), []byte(text), 0o644); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%s/urls.txt: %d URLs (%d blocked); %s/names.txt: %d queries (%d blocked, %d distinct names); from %d popular and %d listed names\n",
-		c.out, c.urls, nBlockedURLs, c.out, c.names, nBlockedNames, len(distinct), len(popular), len(blockedList))
+	fmt.Fprintf(stdout, "%s/urls.txt: %d URLs (%d blocked); hosts: %d URL hosts; names.txt: %d queries (%d blocked, %d distinct names); from %d popular and %d listed names\n",
+		c.out, c.urls, nBlockedURLs, len(urlHosts), c.names, nBlockedNames, len(distinct), len(popular), len(blockedList))
 	return nil
 }
 

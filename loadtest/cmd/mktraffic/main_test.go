@@ -12,12 +12,14 @@ import (
 
 func TestRunBuildsSeededTrafficFromSharedData(t *testing.T) {
 	data := testutil.SharedData(t, "")
+	var hostsFile string
 	build := func() (urls, names []string) {
 		out := t.TempDir()
 		var stdout, stderr bytes.Buffer
 		if err := run([]string{"--data", data, "--out", out, "--urls", "2000", "--names", "3000", "--blocked-share", "0.2"}, &stdout, &stderr); err != nil {
 			t.Fatalf("run: %v (%s)", err, stderr.String())
 		}
+		hostsFile = filepath.Join(out, "hosts")
 		return lines(t, filepath.Join(out, "urls.txt")), lines(t, filepath.Join(out, "names.txt"))
 	}
 	urls, names := build()
@@ -41,6 +43,19 @@ func TestRunBuildsSeededTrafficFromSharedData(t *testing.T) {
 	// 20 % ± 3 points of 2000 lines are listed names; 10 % ± 3 are 64 KiB.
 	if nBlocked < 340 || nBlocked > 460 || n64k < 140 || n64k > 260 {
 		t.Errorf("blocked, 64k URL lines = %d, %d; want about 400 and 200", nBlocked, n64k)
+	}
+	inHosts := make(map[string]bool)
+	for _, l := range lines(t, hostsFile) {
+		ip, host, _ := strings.Cut(l, " ")
+		if ip != "127.0.0.1" {
+			t.Errorf("hosts line %q: want 127.0.0.1", l)
+		}
+		inHosts[host] = true
+	}
+	for _, u := range urls {
+		if host, _, _ := strings.Cut(u, "/"); !inHosts[host] {
+			t.Errorf("URL host %q missing from hosts", host)
+		}
 	}
 	nAAAA := 0
 	for _, n := range names {
