@@ -5,12 +5,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // pacHandler serves /proxy.pac and /wpad.dat.
 type pacHandler struct {
 	cfg       PACConfig
-	proxyPort string
+	proxyPort atomic.Value // string: the port of the proxy listener
 	// policyBypass returns the policy's bypass-list hosts ("example.com",
 	// "*.example.com"); they go DIRECT in every variant.
 	policyBypass func() []string
@@ -18,7 +19,17 @@ type pacHandler struct {
 
 func newPACHandler(cfg Config, policyBypass func() []string) *pacHandler {
 	_, port, _ := net.SplitHostPort(cfg.Listen)
-	return &pacHandler{cfg: cfg.PAC, proxyPort: port, policyBypass: policyBypass}
+	h := &pacHandler{cfg: cfg.PAC, policyBypass: policyBypass}
+	h.proxyPort.Store(port)
+	return h
+}
+
+// setListener records the port the proxy actually listens on (the
+// configured one may be 0).
+func (h *pacHandler) setListener(addr net.Addr) {
+	if _, port, err := net.SplitHostPort(addr.String()); err == nil {
+		h.proxyPort.Store(port)
+	}
 }
 
 // PACHandler serves the proxy auto-config file (mount it at /proxy.pac and
@@ -87,7 +98,7 @@ func (h *pacHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if host == "" {
 			host = "127.0.0.1"
 		}
-		v.edges = []string{net.JoinHostPort(host, h.proxyPort)}
+		v.edges = []string{net.JoinHostPort(host, h.proxyPort.Load().(string))}
 	}
 	w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
 	w.Header().Set("Cache-Control", "max-age=300")

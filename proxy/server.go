@@ -199,6 +199,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // http.ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.guard.addListener(ln.Addr())
+	s.pac.setListener(ln.Addr())
 	ll := newLimitListener(ln, s.cfg.MaxConnsPerClient, s.m, s.log)
 	s.mu.Lock()
 	if s.closing {
@@ -247,7 +248,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // newID returns a request id unique within this process and unlikely to
 // repeat across edges: a random per-process prefix and a sequence.
 func (s *Server) newID() string {
-	return s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 36)
+	seq := strconv.FormatUint(s.idSeq.Add(1), 16)
+	if len(seq) < 8 {
+		seq = "00000000"[len(seq):] + seq
+	}
+	return s.idPrefix + "-" + seq
 }
 
 // ServeHTTP is the edge of the proxy: recover, route local pages, refuse

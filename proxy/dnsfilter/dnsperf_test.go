@@ -118,7 +118,6 @@ forward-zone:
 	waitAnswer(t, "127.0.0.1:"+uport, 10*time.Minute)
 	t.Logf("unbound loaded the blocklist in %s", time.Since(loadStart).Round(time.Second))
 
-	type result struct{ server, load string }
 	var rows []string
 	for _, srv := range []struct{ name, port string }{{"cordon", cport}, {"unbound", uport}} {
 		miss := filepath.Join(dir, "miss-"+srv.name+".txt")

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -868,5 +869,117 @@ func TestDoTUpstream(t *testing.T) {
 	go func() { _ = s.Serve(pc, nil) }()
 	if r := ask(t, pc.LocalAddr().String(), "udp", "allowed.test.", dns.TypeA, true); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("untrusted DoT upstream: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestHealthProbes(t *testing.T) {
+	z := newZone(t, testRecords...)
+	good := startDNS(t, z)
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.LocalAddr().String()
+	ln.Close()
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	f := startFilter(t, Config{Upstreams: []string{dead, good}, HealthCheckInterval: Duration(20 * time.Millisecond),
+		HealthCheckName: "allowed.test"}, eng)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && (f.srv.pool.list[0].healthy.Load() || z.count("allowed.test", dns.TypeNS) == 0) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if f.srv.pool.list[0].healthy.Load() {
+		t.Fatal("dead upstream still healthy after probes")
+	}
+	if !f.srv.pool.list[1].healthy.Load() || f.srv.pool.list[1].rtt.Load() == 0 {
+		t.Error("live upstream not healthy or RTT not measured")
+	}
+	if got := testutil.ToFloat64(f.srv.metrics.upstreamHealthy.WithLabelValues(dead)); got != 0 {
+		t.Errorf("upstream_healthy{dead} = %v, want 0", got)
+	}
+	// The healthy upstream goes first: the answer needs no failover.
+	before := testutil.ToFloat64(f.srv.metrics.upstreamErrors.WithLabelValues(dead))
+	if r := ask(t, f.addr, "udp", "allowed.test.", dns.TypeA, true); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("rcode %s", dns.RcodeToString[r.Rcode])
+	}
+	if after := testutil.ToFloat64(f.srv.metrics.upstreamErrors.WithLabelValues(dead)); after != before {
+		t.Errorf("the unhealthy upstream was tried first (%v → %v errors)", before, after)
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	up := startDNS(t, wildcardZone{})
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	f := startFilter(t, Config{Upstreams: []string{up}, Cache: CacheConfig{MaxEntries: 64}, RateLimit: RateLimitConfig{Disabled: true}}, eng)
+	for i := range 300 {
+		if r := ask(t, f.addr, "udp", fmt.Sprintf("n%d.example.", i), dns.TypeA, false); r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("rcode %s", dns.RcodeToString[r.Rcode])
+		}
+	}
+	if n := f.srv.cache.len(); n > 64 {
+		t.Errorf("cache holds %d entries, want ≤ 64", n)
+	}
+	if ev := testutil.ToFloat64(f.srv.metrics.cacheEvictions); ev < 200 {
+		t.Errorf("evictions = %v, want ≥ 200", ev)
+	}
+}
+
+func TestDoHGetPaddedAndHead(t *testing.T) {
+	e := newEnv(t, "nxdomain", nil)
+	hs := httptest.NewServer(e.f.srv.DoHHandler())
+	t.Cleanup(hs.Close)
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.test.", dns.TypeA)
+	b, _ := m.Pack()
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		req, _ := http.NewRequest(method, hs.URL+"/dns-query?dns="+base64.URLEncoding.EncodeToString(b), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != dohMediaType {
+			t.Fatalf("%s: status %d type %q", method, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if method == http.MethodHead && len(body) != 0 {
+			t.Errorf("HEAD returned a %d-byte body", len(body))
+		}
+	}
+}
+
+func TestShutdownStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	z := newZone(t, testRecords...)
+	up := startDNS(t, z)
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	s, err := New(Config{Upstreams: []string{up}}, Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(pc, ln) }()
+	ask(t, pc.LocalAddr().String(), "udp", "allowed.test.", dns.TypeA, true)
+	ask(t, ln.Addr().String(), "tcp", "allowed.test.", dns.TypeA, true)
+	if err := s.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+4 && time.Now().Before(deadline) { // +4: the upstream's servers
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+4 {
+		t.Errorf("%d goroutines after Shutdown, %d before", n, before)
 	}
 }

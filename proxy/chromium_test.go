@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cordon-gw/cordon/policies"
+)
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the block page screenshot to testdata/blockpage.png")
+
+// chromium runs headless Chromium with the proxy's PAC file and returns
+// its stdout (extra args select --dump-dom or --screenshot).
+func chromium(t *testing.T, h *harness, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium not installed: %v", err)
+		}
+		t.Skipf("chromium not installed: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	base := []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--hide-scrollbars",
+		"--user-data-dir=" + t.TempDir(),
+		"--proxy-pac-url=http://" + h.addr + "/proxy.pac",
+		// Chromium never proxies loopback by default; the test names
+		// resolve to loopback only inside the proxy, but keep the rule
+		// explicit.
+		"--proxy-bypass-list=<-loopback>",
+	}
+	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// TestChromiumWithPAC loads an allowed page and a blocked one in a real
+// browser configured only with the proxy's PAC URL.
+func TestChromiumWithPAC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	h := newHarness(t, harnessOpt{cfg: Config{SupportContact: "it-help@example.com"}})
+
+	dom := chromium(t, h, "--dump-dom", h.httpURL("allowed.test", "/welcome"))
+	if !strings.Contains(dom, "hello from allowed.test") {
+		t.Fatalf("allowed page through the PAC = %q", dom)
+	}
+	h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Host == "allowed.test" && ev.Path == "/welcome" && ev.Status == 200 })
+
+	dom = chromium(t, h, "--dump-dom", h.httpURL("casino.test", "/roulette"))
+	for _, want := range []string{"This site is blocked", "gambling", "block-gambling", "Request a review"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("block page in Chromium lacks %q:\n%s", want, dom)
+		}
+	}
+
+	shot := filepath.Join(t.TempDir(), "blockpage.png")
+	chromium(t, h, "--screenshot="+shot, "--window-size=1100,900", h.httpURL("casino.test", "/roulette"))
+	png, err := os.ReadFile(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) || len(png) < 10000 {
+		t.Fatalf("screenshot is not a plausible PNG (%d bytes)", len(png))
+	}
+	if *updateScreenshot {
+		if err := os.WriteFile(filepath.Join("testdata", "blockpage.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
