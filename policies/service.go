@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -242,7 +243,7 @@ func (s *Service) Diff(ctx context.Context, a, b int64) (*Diff, error) {
 
 // maxCommitAttempts bounds retries when another process stored a version
 // between reading the current one and writing the next.
-const maxCommitAttempts = 5
+const maxCommitAttempts = 10
 
 // commit applies change to the newest stored policy and stores the result
 // as the next version, after role checks and strict validation.
@@ -292,6 +293,15 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 			Action: action, Target: target, Detail: comment}
 		err = s.store.PutVersion(ctx, v, e)
 		if errors.Is(err, ErrConflict) {
+			// Another process stored a version meanwhile: back off a
+			// random while (so racing writers spread out) and redo the
+			// change on top of it.
+			wait := time.Duration(mrand.Int64N(int64(2*time.Millisecond) << min(attempt, 5)))
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("policies: %s: %w", action, ctx.Err())
+			case <-time.After(wait):
+			}
 			continue
 		}
 		if err != nil {
