@@ -62,7 +62,9 @@ func TestChromiumWithPAC(t *testing.T) {
 	if !strings.Contains(dom, "hello from allowed.test") {
 		t.Fatalf("allowed page through the PAC = %q", dom)
 	}
-	h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Host == "allowed.test" && ev.Path == "/welcome" && ev.Status == 200 })
+	h.events.wait(t, func(ev *policies.AccessEvent) bool {
+		return ev.Host == "allowed.test" && ev.Path == "/welcome" && ev.Status == 200
+	})
 
 	dom = chromium(t, h, "--dump-dom", h.httpURL("casino.test", "/roulette"))
 	for _, want := range []string{"This site is blocked", "gambling", "block-gambling", "Request a review"} {

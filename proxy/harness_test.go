@@ -174,10 +174,10 @@ func (l *eventLog) forHost(t testing.TB, host string) policies.AccessEvent {
 // reviewLog is a ReviewSink keeping every review.
 type reviewLog struct {
 	mu sync.Mutex
-	rs []ReviewRequest
+	rs []policies.Review
 }
 
-func (l *reviewLog) SubmitReview(_ context.Context, r ReviewRequest) (string, error) {
+func (l *reviewLog) SubmitReview(_ context.Context, r policies.Review) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rs = append(l.rs, r)

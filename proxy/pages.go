@@ -11,7 +11,6 @@ import (
 	"html/template"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -353,23 +352,21 @@ func (s *Server) handleReview(req *http.Request, ex *exchange) *http.Response {
 	version, _ := strconv.ParseInt(f.Get("version"), 10, 64)
 	comment := strings.TrimSpace(f.Get("comment"))
 	if len(comment) > maxComment {
-		comment = comment[:maxComment]
+		comment = strings.ToValidUTF8(comment[:maxComment], "")
 	}
-	r := ReviewRequest{
-		RequestID:     f.Get("id"),
+	r := policies.Review{
 		Time:          time.Now(),
-		ClientIP:      ex.clientIP,
+		ClientIP:      ex.clientIP.String(),
 		URL:           f.Get("url"),
 		Host:          f.Get("host"),
-		Categories:    splitList(f.Get("categories")),
-		Threats:       splitList(f.Get("threats")),
 		RuleID:        f.Get("rule"),
+		Categories:    splitList(f.Get("categories")),
 		PolicyVersion: version,
-		Action:        f.Get("action"),
-		Comment:       comment,
+		RequestID:     f.Get("id"),
+		Message:       comment,
 	}
 	if p := ex.principal; p != nil {
-		r.User, r.Groups, r.Location = p.User, p.Groups, p.Location
+		r.User = p.User
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
@@ -424,36 +421,25 @@ func writeResponse(w http.ResponseWriter, resp *http.Response) {
 	}
 }
 
-// ReviewRequest is a user's request, from a block or warn page, that
-// security look at a decision again.
-type ReviewRequest struct {
-	RequestID     string // the request id shown on the page
-	Time          time.Time
-	User          string
-	Groups        []string
-	Location      string
-	ClientIP      netip.Addr
-	URL           string
-	Host          string
-	Categories    []string
-	Threats       []string
-	RuleID        string
-	PolicyVersion int64
-	Action        string // "block" or "warn": what the page was
-	Comment       string // the user's explanation, at most 2000 bytes
-}
-
-// ReviewSink records review requests (the policies Service stores them and
-// lists them in the admin API). SubmitReview returns the review's id,
-// shown to the user; it may do I/O and is given a bounded ctx.
+// ReviewSink records review requests sent from block and warn pages.
+// *policies.Service implements it (stored like the audit log, listed at
+// GET /api/v1/reviews). SubmitReview returns the review's id, shown to the
+// user; it may do I/O and gets a ctx bounded to 10s.
 type ReviewSink interface {
-	SubmitReview(ctx context.Context, r ReviewRequest) (id string, err error)
+	SubmitReview(ctx context.Context, r policies.Review) (id string, err error)
 }
 
 // ReviewSinkFunc adapts a function to ReviewSink.
-type ReviewSinkFunc func(ctx context.Context, r ReviewRequest) (string, error)
+type ReviewSinkFunc func(ctx context.Context, r policies.Review) (string, error)
 
 // SubmitReview calls f.
-func (f ReviewSinkFunc) SubmitReview(ctx context.Context, r ReviewRequest) (string, error) {
+func (f ReviewSinkFunc) SubmitReview(ctx context.Context, r policies.Review) (string, error) {
 	return f(ctx, r)
 }
+
+// Interface guards.
+var (
+	_ ReviewSink = (*policies.Service)(nil)
+	_ ReviewSink = ReviewSinkFunc(nil)
+	_ EventSink  = EventSinkFunc(nil)
+)

@@ -164,8 +164,8 @@ func TestReviewRequest(t *testing.T) {
 		t.Fatalf("reviews = %d, want 1", len(h.reviews.rs))
 	}
 	r := h.reviews.rs[0]
-	if r.Host != "casino.test" || r.RuleID != "block-gambling" || r.Comment != "I need it for work" ||
-		r.PolicyVersion != 7 || len(r.Categories) != 1 || r.Categories[0] != "gambling" || r.Action != "block" {
+	if r.Host != "casino.test" || r.RuleID != "block-gambling" || r.Message != "I need it for work" ||
+		r.PolicyVersion != 7 || len(r.Categories) != 1 || r.Categories[0] != "gambling" || r.ClientIP != "127.0.0.1" {
 		t.Errorf("review = %+v", r)
 	}
 	// A tampered form is refused.

@@ -232,6 +232,9 @@ func (c Config) Validate() error {
 	if _, _, err := splitListen(d.Listen); err != nil {
 		bad("listen", "%v", err)
 	}
+	if len(d.Upstreams) > maxUpstreams {
+		bad("upstreams", "%d configured, at most %d", len(d.Upstreams), maxUpstreams)
+	}
 	for i, u := range d.Upstreams {
 		if _, err := parseUpstream(u); err != nil {
 			bad(fmt.Sprintf("upstreams[%d]", i), "%v", err)

@@ -20,8 +20,10 @@ const dohMediaType = "application/dns-message"
 // and POST with an application/dns-message body. cmd/cordon mounts it at
 // "/dns-query" (client identified by address, like UDP/TCP) and
 // "/dns-query/{token}" (the user whose DoH token it is, from anywhere; an
-// unknown token gets 404). Answers are never truncated; Cache-Control
-// max-age is the answer's remaining TTL.
+// unknown token gets 404). The client address is the connection's
+// (http.Request.RemoteAddr); forwarding headers are not trusted. Answers
+// are never truncated; Cache-Control max-age is the answer's remaining
+// TTL.
 func (s *Server) DoHHandler() http.Handler { return http.HandlerFunc(s.serveDoH) }
 
 func (s *Server) serveDoH(w http.ResponseWriter, r *http.Request) {
