@@ -198,6 +198,12 @@ func (s *LocalStore) replayWAL() error {
 	if err != nil {
 		return fmt.Errorf("reports: local store: %w", err)
 	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("reports: local store: %w", err)
+	}
+	size := st.Size()
 	r := bufio.NewReader(f)
 	var good int64
 	var hdr [8]byte
@@ -206,8 +212,8 @@ func (s *LocalStore) replayWAL() error {
 			break // EOF or torn header
 		}
 		n := binary.LittleEndian.Uint32(hdr[:4])
-		if n > 1<<30 {
-			break
+		if int64(n) > size-good-8 {
+			break // torn: the record runs past the end of the file
 		}
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(r, payload); err != nil {
@@ -223,8 +229,8 @@ func (s *LocalStore) replayWAL() error {
 		s.applyRecord(&rec)
 		good += 8 + int64(n)
 	}
-	if st, err := f.Stat(); err == nil && st.Size() > good {
-		s.logger.Warn("cutting torn access-aggregate log tail", "file", path, "bytes", st.Size()-good)
+	if size > good {
+		s.logger.Warn("cutting torn aggregate log tail", "file", path, "bytes", size-good)
 		if err := f.Truncate(good); err != nil {
 			_ = f.Close()
 			return fmt.Errorf("reports: local store: truncate wal: %w", err)
@@ -387,6 +393,13 @@ func readSegRow(path string, sc Scope, subject string) (*Counters, error) {
 		return nil, nil
 	}
 	base, _ := f.Seek(0, io.SeekCurrent)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reports: local store: %w", err)
+	}
+	if ix[0] < 0 || ix[1] < 0 || base+ix[0]+ix[1] > st.Size() || base+ix[0]+ix[1] < 0 {
+		return nil, fmt.Errorf("reports: local store: %s: %w: index entry out of range", filepath.Base(path), ErrCorrupt)
+	}
 	blob := make([]byte, ix[1])
 	if _, err := f.ReadAt(blob, base+ix[0]); err != nil {
 		return nil, fmt.Errorf("reports: local store: %s: %w: %w", filepath.Base(path), ErrCorrupt, err)
@@ -419,7 +432,7 @@ func readSeg(path string) (map[RowKey]*Counters, error) {
 	for key, ix := range h.Index {
 		code, subject, _ := strings.Cut(key, ":")
 		sc, ok := ParseScope(code)
-		if !ok || ix[0] < 0 || ix[1] < 0 || ix[0]+ix[1] > int64(len(body)) {
+		if !ok || ix[0] < 0 || ix[1] < 0 || ix[0] > int64(len(body)) || ix[1] > int64(len(body))-ix[0] {
 			return nil, fmt.Errorf("%w: index entry %q", ErrCorrupt, key)
 		}
 		blob := body[ix[0] : ix[0]+ix[1]]
