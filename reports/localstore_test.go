@@ -187,4 +187,3 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("Validate error prints the secret")
 	}
 }
-
