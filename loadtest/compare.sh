@@ -31,6 +31,7 @@ CORDON_DNS=${CORDON_DNS:-127.0.0.1:5353}
 CORDON_START_TIMEOUT=${CORDON_START_TIMEOUT:-180}   # seconds; go run compiles first
 LOADTEST=${LOADTEST:-}          # a `loadtest` binary or "cordon loadtest"; default: built from ./loadtest/cmd/loadtest
 DURATION=${DURATION:-10s}
+REPEAT=${REPEAT:-1}             # runs per measurement; the one with the median throughput is compared
 CONNECTIONS=${CONNECTIONS:-100}
 RATE=${RATE:-0}                 # > 0 adds an open-loop HTTP run at this many requests/s per peer
 DNS_CONCURRENCY=${DNS_CONCURRENCY:-50}
@@ -58,7 +59,7 @@ TMP=$(mktemp -d /tmp/cordon-compare.XXXXXX)
 chmod 755 "$TMP"
 PIDS=()
 
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/compare.log" >&2; }
+log() { printf '%s [load %s] %s\n' "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1 /proc/loadavg)" "$*" | tee -a "$OUT/compare.log" >&2; }
 
 cleanup() {
 	local p
@@ -153,30 +154,46 @@ record_rss() { # peer pid
 	log "$1 RSS after load: $((${v% *} / 1024)) MiB (peak $((${v#* } / 1024)) MiB)"
 }
 
-run_http() { # peer suite args...
-	local peer=$1 suite=$2
+# median_of out metric files...: copies the run with the median metric to out.
+median_of() {
+	local out=$1 metric=$2
 	shift 2
-	log "http: $suite via $peer"
-	if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
-		--ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.json" 2>"$OUT/$suite-$peer.err"; then
-		jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  status \(.status)"' "$OUT/$suite-$peer.json" | tee -a "$OUT/compare.log" >&2
-	else
-		log "  failed: $(tail -3 "$OUT/$suite-$peer.err")"
-		rm -f "$OUT/$suite-$peer.json"
-	fi
+	[[ $# -gt 0 ]] || return 1
+	jq -s --arg m "$metric" 'sort_by(.[$m]) | .[(length - 1) / 2 | floor]' "$@" >"$out"
+}
+
+run_http() { # peer suite args...
+	local peer=$1 suite=$2 r runs=()
+	shift 2
+	for ((r = 1; r <= REPEAT; r++)); do
+		log "http: $suite via $peer (run $r/$REPEAT)"
+		if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
+			--ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
+			jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  missed \(.missed)  status \(.status)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
+			runs+=("$OUT/$suite-$peer.$r.json")
+		else
+			log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
+			rm -f "$OUT/$suite-$peer.$r.json"
+		fi
+	done
+	median_of "$OUT/$suite-$peer.json" rps "${runs[@]}" || true
 }
 
 run_dns() { # peer server suite args...
-	local peer=$1 server=$2 suite=$3
+	local peer=$1 server=$2 suite=$3 r runs=()
 	shift 3
-	log "dns: $suite via $peer ($server)"
-	if timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$server" --duration "$DURATION" --concurrency "$DNS_CONCURRENCY" \
-		--json "$@" >"$OUT/$suite-$peer.json" 2>"$OUT/$suite-$peer.err"; then
-		jq -r '"  \(.qps|floor) q/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  rcodes \(.rcodes)"' "$OUT/$suite-$peer.json" | tee -a "$OUT/compare.log" >&2
-	else
-		log "  failed: $(tail -3 "$OUT/$suite-$peer.err")"
-		rm -f "$OUT/$suite-$peer.json"
-	fi
+	for ((r = 1; r <= REPEAT; r++)); do
+		log "dns: $suite via $peer ($server, run $r/$REPEAT)"
+		if timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$server" --duration "$DURATION" --concurrency "$DNS_CONCURRENCY" \
+			--json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
+			jq -r '"  \(.qps|floor) q/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  rcodes \(.rcodes)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
+			runs+=("$OUT/$suite-$peer.$r.json")
+		else
+			log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
+			rm -f "$OUT/$suite-$peer.$r.json"
+		fi
+	done
+	median_of "$OUT/$suite-$peer.json" qps "${runs[@]}" || true
 	if [[ $suite == dns-hot ]] && command -v dnsperf >/dev/null; then
 		local host=${server%:*} port=${server##*:}
 		timeout "$RUN_TIMEOUT" dnsperf -s "$host" -p "$port" -d "$TMP/hot.txt" -l "$(secs "$DURATION")" -c 4 -q "$DNS_CONCURRENCY" \
@@ -215,7 +232,8 @@ log "results in $OUT; $(nproc) CPUs; $(uname -sr); $(go version | cut -d' ' -f3)
 	command -v unbound >/dev/null && echo "unbound: $(unbound -V | head -1)"
 	command -v dnsperf >/dev/null && echo "dnsperf: $(dnsperf -h 2>&1 | grep -m1 -i version || true)"
 	echo "cordon: $CORDON_CMD"
-	echo "duration=$DURATION connections=$CONNECTIONS rate=$RATE dns_concurrency=$DNS_CONCURRENCY hot=$HOT"
+	echo "duration=$DURATION repeat=$REPEAT connections=$CONNECTIONS rate=$RATE dns_concurrency=$DNS_CONCURRENCY hot=$HOT"
+	echo "load average at start: $(cat /proc/loadavg)"
 } >"$OUT/machine.txt"
 
 awk -v n="$HOT" '!/^[#;]/ && NF && c++ < n' "$NAMES" >"$TMP/hot.txt"
@@ -340,23 +358,32 @@ if has_peer cordon; then
 fi
 
 # ---- ratios -----------------------------------------------------------------------
-ratio_row() { # suite peer metric(rps|qps)
-	local c="$OUT/$1-cordon.json" p="$OUT/$1-$2.json"
-	[[ -s $c && -s $p ]] || { printf '%-14s %-8s %s\n' "$1" "$2" "n/a (a run is missing)"; return; }
-	jq -rn --slurpfile c "$c" --slurpfile p "$p" --arg s "$1" --arg peer "$2" --arg m "$3" '
-		def r(a; b): if b == 0 then "n/a" else ((a / b * 100 | round) / 100 | tostring) + "x" end;
-		"\($s|.+"              "|.[0:14]) \($peer|.+"        "|.[0:8]) " +
-		"throughput \(r($c[0][$m]; $p[0][$m]))  (\($c[0][$m]|floor) vs \($p[0][$m]|floor)/s)   " +
-		"p99 \(r($c[0].latency.p99_ms; $p[0].latency.p99_ms))  (\($c[0].latency.p99_ms) vs \($p[0].latency.p99_ms) ms)"'
+ratio_row() { # suite numerator denominator metric(rps|qps)
+	local a="$OUT/$1-$2.json" b="$OUT/$1-$3.json"
+	if [[ ! -s $a || ! -s $b ]]; then
+		printf '%-13s %-17s n/a (no %s run)\n' "$1" "$2/$3" "$([[ -s $a ]] && echo "$3" || echo "$2")"
+		return
+	fi
+	jq -rn --slurpfile a "$a" --slurpfile b "$b" --arg s "$1" --arg pair "$2/$3" --arg m "$4" '
+		def r(x; y): if y == 0 then "n/a" else ((x / y * 100 | round) / 100 | tostring) + "x" end;
+		def pad(n): . + "                    " | .[0:n];
+		"\($s|pad(13)) \($pair|pad(17)) throughput \(r($a[0][$m]; $b[0][$m]) | pad(6)) (\($a[0][$m]|floor) vs \($b[0][$m]|floor)/s)   " +
+		"p99 \(r($a[0].latency.p99_ms; $b[0].latency.p99_ms) | pad(6)) (\($a[0].latency.p99_ms) vs \($b[0].latency.p99_ms) ms)"'
 }
 {
 	echo
-	echo "Cordon / peer (throughput: higher is better; p99: lower is better)"
+	echo "Ratios (throughput: higher is better; p99: lower is better); median of $REPEAT run(s) each"
 	for s in http https http-open; do
-		for peer in squid direct; do [[ -e $OUT/$s-$peer.json || -e $OUT/$s-cordon.json ]] && ratio_row "$s" "$peer" rps; done
+		[[ -e $OUT/$s-direct.json || -e $OUT/$s-squid.json || -e $OUT/$s-cordon.json ]] || continue
+		ratio_row "$s" cordon squid rps
+		ratio_row "$s" cordon direct rps
+		ratio_row "$s" squid direct rps
 	done
 	for s in dns-hot dns-mixed dns-blocked dns-uncached; do
-		for peer in unbound direct; do [[ -e $OUT/$s-$peer.json || -e $OUT/$s-cordon.json ]] && ratio_row "$s" "$peer" qps; done
+		[[ -e $OUT/$s-direct.json || -e $OUT/$s-unbound.json || -e $OUT/$s-cordon.json ]] || continue
+		ratio_row "$s" cordon unbound qps
+		ratio_row "$s" cordon direct qps
+		ratio_row "$s" unbound direct qps
 	done
 	echo
 	echo "RSS after load (peak):"
