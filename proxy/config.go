@@ -69,6 +69,12 @@ type Config struct {
 	// negative value disables the cache.
 	DNSCacheTTL time.Duration `yaml:"dns_cache_ttl"`
 
+	// ConnectPorts are the destination ports CONNECT may reach (as
+	// Squid's SSL_ports): anything else is refused with 403, so the proxy
+	// is no generic TCP relay. A list containing 0 allows every port.
+	// Default [443, 8443].
+	ConnectPorts []int `yaml:"connect_ports"`
+
 	// ConnectWarn is how a "warn" decision is enforced on an uninspected
 	// CONNECT, where no page can be shown: "block" answers 403 telling the
 	// user to open http://<host>/ to confirm (after which the tunnel is
@@ -194,6 +200,9 @@ func (c Config) withDefaults() Config {
 	setStr(&c.Via, "cordon")
 	setStr(&c.XForwardedFor, "strip")
 	setDur(&c.DNSCacheTTL, 30*time.Second)
+	if c.ConnectPorts == nil {
+		c.ConnectPorts = []int{443, 8443}
+	}
 	setStr(&c.ConnectWarn, "block")
 	setDur(&c.WarnTTL, time.Hour)
 	setStr(&c.TLSInspection.CADir, "./cordon-data/ca")
@@ -243,6 +252,11 @@ func (c Config) Validate() error {
 	case "strip", "append", "keep":
 	default:
 		bad("x_forwarded_for", "want strip, append or keep, got %q", c.XForwardedFor)
+	}
+	for i, p := range c.ConnectPorts {
+		if p < 0 || p > 65535 {
+			bad(fmt.Sprintf("connect_ports[%d]", i), "want 0 (any) or a port 1-65535, got %d", p)
+		}
 	}
 	switch c.ConnectWarn {
 	case "block", "allow":

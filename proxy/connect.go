@@ -21,7 +21,7 @@ import (
 )
 
 // onConnect decides a CONNECT on its target. Order:
-//  1. validate host:port;
+//  1. validate host:port and refuse ports outside connect_ports;
 //  2. resolve once and refuse forbidden destinations (403);
 //  3. decide on the CONNECT host and the address that will be dialed;
 //  4. decrypt when inspection is on and neither category nor domain
@@ -43,6 +43,11 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 		return s.rejectConnect(ctx, ex, http.StatusBadRequest, "invalid CONNECT target", ""), target
 	}
 	ex.host = host
+	if !s.connectPortAllowed(port) {
+		s.m.refused.WithLabelValues("port").Inc()
+		ex.refusal = "port"
+		return s.rejectConnect(ctx, ex, http.StatusForbidden, "CONNECT to port "+strconv.Itoa(int(port))+" is not allowed", "port"), target
+	}
 	addrs, err := s.guard.resolve(ctx.Req.Context(), host, port)
 	if err != nil {
 		if errors.Is(err, ErrDestinationRefused) {
@@ -70,6 +75,15 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 			s.splice(ex, client, addrs, port)
 		},
 	}, target
+}
+
+func (s *Server) connectPortAllowed(port uint16) bool {
+	for _, p := range s.cfg.ConnectPorts {
+		if p == 0 || p == int(port) {
+			return true
+		}
+	}
+	return false
 }
 
 // connectVerdict renders a block or unacknowledged warn on a CONNECT; nil

@@ -254,6 +254,9 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	for _, n := range testHosts {
 		cfg.ResolveOverrides[n] = "127.0.0.1"
 	}
+	if cfg.ConnectPorts == nil {
+		cfg.ConnectPorts = []int{0} // origins listen on random ports
+	}
 	if !o.noAllow && cfg.AllowPrivateDestinations == nil {
 		cfg.AllowPrivateDestinations = []string{"127.0.0.1/32"}
 	}

@@ -347,6 +347,19 @@ func TestSSRFRefusedByDefault(t *testing.T) {
 	}
 }
 
+func TestConnectPorts(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: Config{ConnectPorts: []int{443}}})
+	_, port, _ := net.SplitHostPort(h.tlsOrigin.Listener.Addr().String())
+	resp, _, _ := connect(t, h, "allowed.test:"+port)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("X-Cordon-Block"), "action=port") {
+		t.Errorf("CONNECT to port %s = %d %q, want 403 (port not allowed)", port, resp.StatusCode, resp.Header.Get("X-Cordon-Block"))
+	}
+	ev := h.events.forHost(t, "allowed.test")
+	if ev.Reason != "port" || ev.Status != 403 {
+		t.Errorf("event = %+v", ev)
+	}
+}
+
 func TestSSRFOwnListenerAlwaysRefused(t *testing.T) {
 	// Even with loopback allowed, the proxy never dials itself.
 	h := newHarness(t, harnessOpt{})
