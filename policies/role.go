@@ -37,6 +37,9 @@ type Permission uint8
 const (
 	// PermRead: read-only access (every role).
 	PermRead Permission = iota
+	// PermWrite: any change at all (every role but auditor); the Service
+	// then checks the section-specific permission of what changes.
+	PermWrite
 	// PermSecurity: rules, allow/deny lists, settings, feeds, reviews
 	// (admin, secops).
 	PermSecurity
@@ -46,7 +49,7 @@ const (
 	PermAdmin
 )
 
-var permNames = [...]string{"read", "security", "network", "admin"}
+var permNames = [...]string{"read", "write", "security", "network", "admin"}
 
 func (p Permission) String() string {
 	if int(p) < len(permNames) {
@@ -61,9 +64,9 @@ func (r Role) Allows(p Permission) bool {
 	case RoleAdmin:
 		return true
 	case RoleSecOps:
-		return p == PermRead || p == PermSecurity
+		return p == PermRead || p == PermWrite || p == PermSecurity
 	case RoleNetOps:
-		return p == PermRead || p == PermNetwork
+		return p == PermRead || p == PermWrite || p == PermNetwork
 	case RoleAuditor:
 		return p == PermRead
 	}

@@ -269,6 +269,7 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 		if err != nil {
 			return nil, err
 		}
+		restoreSecrets(next, cur.Policy)
 		for p, whats := range requiredPermissions(cur.Policy, next) {
 			if !a.Role.Allows(p) {
 				return nil, &ForbiddenError{Role: a.Role, Permission: p, What: strings.Join(whats, ", ")}
@@ -315,6 +316,32 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 		return v, nil
 	}
 	return nil, fmt.Errorf("policies: %s: %w: other writers kept storing versions; retry", action, ErrConflict)
+}
+
+// restoreSecrets replaces RedactedSecret markers (what non-admin callers
+// read) with the stored values of the same user, so a read-modify-write
+// keeps password hashes and DoH tokens; a marker on a new user clears it.
+func restoreSecrets(next, cur *Policy) {
+	old := make(map[string]*User, len(cur.Users))
+	for i := range cur.Users {
+		old[cur.Users[i].Name] = &cur.Users[i]
+	}
+	for i := range next.Users {
+		u := &next.Users[i]
+		o := old[u.Name]
+		if u.PasswordHash == RedactedSecret {
+			u.PasswordHash = ""
+			if o != nil {
+				u.PasswordHash = o.PasswordHash
+			}
+		}
+		if u.DoHToken == RedactedSecret {
+			u.DoHToken = ""
+			if o != nil {
+				u.DoHToken = o.DoHToken
+			}
+		}
+	}
 }
 
 func checkActor(a Actor) error {
