@@ -37,9 +37,9 @@ type Builder struct {
 	threatIDs  map[string]int
 	feeds      []feedDef
 
-	nodes table // domain key → 1 + head of its record list
-	recs  []domRec
-	exc   map[uint64]uint64 // exception domain key → mask of feeds excepted there
+	nodes  table // domain key → 1 + head of its record list
+	recs   []domRec
+	exc    map[uint64]uint64 // exception domain key → mask of feeds excepted there
 	urls   map[urlKey]*acc
 	cidrs  map[netip.Prefix]*acc
 	status []FeedStatus

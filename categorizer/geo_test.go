@@ -105,3 +105,5 @@ func TestGeoBadData(t *testing.T) {
 		}
 	}
 }
+
+func testutilShared(t *testing.T, rel string) string { return testutil.SharedData(t, rel) }

@@ -95,7 +95,10 @@ func (f *failingStore) Latest(context.Context) (uint64, []byte, error) {
 	f.calls.Add(1)
 	return 0, nil, errDown
 }
-func (f *failingStore) Get(context.Context, uint64) ([]byte, error) { f.calls.Add(1); return nil, errDown }
+func (f *failingStore) Get(context.Context, uint64) ([]byte, error) {
+	f.calls.Add(1)
+	return nil, errDown
+}
 func (f *failingStore) Subscribe(ctx context.Context, _ func(uint64)) error {
 	<-ctx.Done()
 	return ctx.Err()
