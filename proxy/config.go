@@ -35,7 +35,7 @@ type Config struct {
 	// MaxHeaderBytes limits a client request head. Default 65536.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxConnsPerClient limits concurrent connections from one client IP;
-	// beyond it new connections get 429 and are closed. Default 256.
+	// beyond it new connections get 429 and are closed. Default 512.
 	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// MaxIdleConnsPerHost is the upstream keep-alive pool size per origin.
 	// Default 64.
@@ -195,7 +195,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ResponseHeaderTimeout, 60*time.Second)
 	setDur(&c.TunnelIdleTimeout, 10*time.Minute)
 	setInt(&c.MaxHeaderBytes, 64<<10)
-	setInt(&c.MaxConnsPerClient, 256)
+	setInt(&c.MaxConnsPerClient, 512)
 	setInt(&c.MaxIdleConnsPerHost, 64)
 	setStr(&c.Via, "cordon")
 	setStr(&c.XForwardedFor, "strip")

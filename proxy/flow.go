@@ -31,9 +31,20 @@ const pagePrefix = "/.cordon/"
 //     proxy must not reach, so the decision sees the address that will be
 //     dialed;
 //  4. decide; render block and unacknowledged warn as pages;
-//  5. forward with hop-by-hop headers removed and the checked addresses
+//  5. enforce safe search when the policy asks for it;
+//  6. forward with hop-by-hop headers removed and the checked addresses
 //     pinned in the request context for the dialer.
-func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *http.Request, resp *http.Response) {
+	// Decrypted tunnels run in goproxy's own goroutine, outside the edge
+	// handler's recover.
+	defer func() {
+		if v := recover(); v != nil {
+			s.m.panics.Inc()
+			s.log.Error("request handler panic", "panic", v)
+			outReq, resp = req, s.page(req, &exchange{id: s.newID(), start: time.Now()}, http.StatusInternalServerError, pageError,
+				"Gateway error", "The gateway failed while handling this request.")
+		}
+	}()
 	ex := exchangeFrom(req.Context())
 	if ex == nil {
 		parent, ok := ctx.UserData.(*exchange)
@@ -79,6 +90,9 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 		}
 	}
 
+	if d.SafeSearch {
+		applySafeSearch(req, host)
+	}
 	removeHopHeaders(req.Header)
 	addVia(req.Header, req.ProtoMajor, req.ProtoMinor, s.cfg.Via)
 	setForwardedFor(req.Header, s.cfg.XForwardedFor, ex.clientIP)
@@ -111,7 +125,15 @@ func (s *Server) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 
 // onResponse strips hop-by-hop headers from origin responses, turns
 // upstream failures into an error page, and finishes decrypted requests.
-func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) (out *http.Response) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.m.panics.Inc()
+			s.log.Error("response handler panic", "panic", v)
+			out = s.page(ctx.Req, &exchange{id: s.newID(), start: time.Now()}, http.StatusInternalServerError, pageError,
+				"Gateway error", "The gateway failed while handling this response.")
+		}
+	}()
 	ex, _ := ctx.UserData.(*exchange)
 	if ex == nil {
 		ex = &exchange{id: s.newID(), start: time.Now()}

@@ -30,6 +30,9 @@ const testPolicy = `
 settings:
   default_action: allow
   warn_ttl: 1h
+  safe_search:
+    enabled: true
+    groups: [staff]
 groups:
   - name: staff
 users:
@@ -78,7 +81,7 @@ var testFeeds = []struct {
 var testHosts = []string{
 	"allowed.test", "casino.test", "social.test", "news.test", "bank.test",
 	"malware.test", "www.malware.test", "blocked.test", "other.test",
-	"pinned.test", "badcert.test",
+	"pinned.test", "badcert.test", "www.google.com",
 }
 
 var (

@@ -1,6 +1,7 @@
 package dnsfilter
 
 import (
+	"encoding/binary"
 	"net"
 	"strconv"
 	"time"
@@ -85,40 +86,30 @@ func reply(q *query) *dns.Msg {
 // answerBlock answers a blocked query in the decision's DNS block mode,
 // with a short TTL and an Extended DNS Error carrying the reason. via is
 // the CNAME target or answer address that was blocked ("" when the query
-// name itself was).
+// name itself was). The answer is written straight to wire format: blocks
+// are a hot path (a blocklist hit costs no allocation).
 func (s *Server) answerBlock(q *query, via string) {
-	r := reply(q)
 	qn := q.msg.Question[0]
 	ttl := uint32(time.Duration(s.cfg.BlockTTL) / time.Second)
-	hdr := func(t uint16) dns.RR_Header {
-		return dns.RR_Header{Name: qn.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
-	}
-	nodata := func() { r.Ns = []dns.RR{s.blockSOA(qn.Name, ttl)} }
+	rcode := dns.RcodeSuccess
+	var v4 []net.IP
+	var v6 []net.IP
 	switch q.dec.DNSBlock {
 	case policies.DNSBlockNullIP, policies.DNSBlockSinkhole:
 		switch qn.Qtype {
 		case dns.TypeA:
-			ips := []net.IP{net.IPv4zero.To4()}
+			v4 = nullV4
 			if q.dec.DNSBlock == policies.DNSBlockSinkhole && len(s.sinkV4) > 0 {
-				ips = s.sinkV4
-			}
-			for _, ip := range ips {
-				r.Answer = append(r.Answer, &dns.A{Hdr: hdr(dns.TypeA), A: ip})
+				v4 = s.sinkV4
 			}
 		case dns.TypeAAAA:
-			ips := []net.IP{net.IPv6zero}
+			v6 = nullV6
 			if q.dec.DNSBlock == policies.DNSBlockSinkhole && len(s.sinkV6) > 0 {
-				ips = s.sinkV6
+				v6 = s.sinkV6
 			}
-			for _, ip := range ips {
-				r.Answer = append(r.Answer, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: ip})
-			}
-		default:
-			nodata()
 		}
 	default:
-		r.Rcode = dns.RcodeNameError
-		nodata()
+		rcode = dns.RcodeNameError
 	}
 	code := uint16(dns.ExtendedErrorCodeBlocked)
 	if s.filtered[q.dec.RuleID] {
@@ -126,30 +117,122 @@ func (s *Server) answerBlock(q *query, via string) {
 	}
 	q.action = maBlock
 	q.cacheTTL = ttl
-	text := ""
+	q.rcode = rcode
+
+	b := q.out[:0]
+	b = appendHeader(b, q.msg, rcode)
+	var err error
+	if b, err = appendName(b, qn.Name); err != nil {
+		// The name came from an unpacked message: it always packs. Fall
+		// back to an answer without records all the same.
+		q.out = b[:0]
+		s.answerRcode(q, rcode, maBlock, code, "")
+		return
+	}
+	b = append(b, byte(qn.Qtype>>8), byte(qn.Qtype), byte(qn.Qclass>>8), byte(qn.Qclass))
+	var an, ns uint16
+	for _, ip := range v4 {
+		b = appendRRHeader(b, dns.TypeA, ttl, 4)
+		b = append(b, ip.To4()...)
+		an++
+	}
+	for _, ip := range v6 {
+		b = appendRRHeader(b, dns.TypeAAAA, ttl, 16)
+		b = append(b, ip.To16()...)
+		an++
+	}
+	if an == 0 {
+		// NXDOMAIN, or NODATA for other types: an SOA whose TTL and
+		// MINIMUM make resolvers cache the block only briefly (RFC 2308).
+		b = appendRRHeader(b, dns.TypeSOA, ttl, uint16(len(blockSOARdata)+4))
+		b = append(b, blockSOARdata...)
+		b = append(b, byte(ttl>>24), byte(ttl>>16), byte(ttl>>8), byte(ttl))
+		ns = 1
+	}
+	binary.BigEndian.PutUint16(b[6:], an)
+	binary.BigEndian.PutUint16(b[8:], ns)
 	if q.ed.present {
-		text = blockText(q.dec, via)
+		b = appendOPTHeader(b, uint16(s.cfg.MaxUDPSize), q.ed.do)
+		optStart := len(b)
+		b = append(b, byte(dns.EDNS0EDE>>8), byte(dns.EDNS0EDE&0xff), 0, 0, byte(code>>8), byte(code))
+		textStart := len(b)
+		b = appendBlockText(b, q.dec, via)
+		if len(b)-textStart > maxEDEText {
+			b = b[:textStart+maxEDEText]
+		}
+		binary.BigEndian.PutUint16(b[optStart+2:], uint16(len(b)-optStart-4))
+		binary.BigEndian.PutUint16(b[optStart-2:], uint16(len(b)-optStart))
 	}
-	s.finish(q, r, code, text)
+	q.out = b
+	s.truncate(q)
 }
 
-// blockSOA is the SOA of block and NODATA answers: its TTL and MINIMUM make
-// resolvers cache the block only briefly (RFC 2308).
-func (s *Server) blockSOA(name string, ttl uint32) *dns.SOA {
-	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
-		Ns:      "cordon.invalid.",
-		Mbox:    "hostmaster.cordon.invalid.",
-		Serial:  1,
-		Refresh: 1800, Retry: 900, Expire: 604800,
-		Minttl: ttl,
+var (
+	nullV4 = []net.IP{net.IPv4zero.To4()}
+	nullV6 = []net.IP{net.IPv6zero}
+)
+
+// blockSOARdata is the SOA RDATA of block answers up to (not including)
+// MINIMUM, which is the block TTL: MNAME cordon.invalid., RNAME
+// hostmaster.cordon.invalid., serial 1, refresh 1800, retry 900, expire
+// 604800.
+var blockSOARdata = func() []byte {
+	b := make([]byte, 0, 64)
+	b, _ = appendName(b, "cordon.invalid.")
+	b, _ = appendName(b, "hostmaster.cordon.invalid.")
+	for _, v := range []uint32{1, 1800, 900, 604800} {
+		b = binary.BigEndian.AppendUint32(b, v)
 	}
+	return b
+}()
+
+// appendHeader appends a response header to q with rcode, RD and CD
+// echoed, RA set, one question and no records yet.
+func appendHeader(b []byte, q *dns.Msg, rcode int) []byte {
+	f2 := byte(0x80) // QR, opcode QUERY
+	if q.RecursionDesired {
+		f2 |= flagRD
+	}
+	f3 := byte(flagRA) | byte(rcode&0xF)
+	if q.CheckingDisabled {
+		f3 |= flagCD
+	}
+	return append(b, byte(q.Id>>8), byte(q.Id), f2, f3, 0, 1, 0, 0, 0, 0, 0, 0)
 }
 
-// blockText is the EDE reason: which rule of which policy version, why,
-// and what matched.
-func blockText(d policies.Decision, via string) string {
-	b := make([]byte, 0, 96)
+// appendName appends name in wire format, uncompressed.
+func appendName(b []byte, name string) ([]byte, error) {
+	n := len(b)
+	b = append(b, make([]byte, 256)...)
+	end, err := dns.PackDomainName(name, b, n, nil, false)
+	if err != nil {
+		return b[:n], err
+	}
+	return b[:end], nil
+}
+
+// appendRRHeader appends the fixed part of a record owned by the question
+// name (a compression pointer to offset 12), class IN.
+func appendRRHeader(b []byte, t uint16, ttl uint32, rdlen uint16) []byte {
+	return append(b, 0xC0, headerLen, byte(t>>8), byte(t), 0, 1,
+		byte(ttl>>24), byte(ttl>>16), byte(ttl>>8), byte(ttl), byte(rdlen>>8), byte(rdlen))
+}
+
+// appendOPTHeader appends an OPT record with an empty RDATA (length to be
+// patched by the caller) and bumps ARCOUNT.
+func appendOPTHeader(b []byte, size uint16, do bool) []byte {
+	var flags byte
+	if do {
+		flags = 0x80
+	}
+	b = append(b, 0, byte(dns.TypeOPT>>8), byte(dns.TypeOPT&0xff), byte(size>>8), byte(size), 0, 0, flags, 0, 0, 0)
+	binary.BigEndian.PutUint16(b[10:], binary.BigEndian.Uint16(b[10:])+1)
+	return b
+}
+
+// appendBlockText appends the EDE reason: which rule of which policy
+// version, why, and what matched.
+func appendBlockText(b []byte, d policies.Decision, via string) []byte {
 	b = append(b, "blocked by policy v"...)
 	b = strconv.AppendInt(b, d.Version, 10)
 	if d.RuleID != "" {
@@ -169,7 +252,7 @@ func blockText(d policies.Decision, via string) string {
 		b = append(b, via...)
 		b = append(b, ')')
 	}
-	return string(b)
+	return b
 }
 
 // answerAny answers an ANY query locally (RFC 8482): a single synthesized
