@@ -25,3 +25,16 @@ func (e *Engine) Index() *categorizer.Index {
 
 var _ lookupIndex = (*categorizer.Index)(nil)
 var _ CategoryTable = (*categorizer.Index)(nil)
+
+// SetGeo sets the GeoIP database used for destination countries; nil
+// turns country lookups off. The caller keeps ownership (and closes the
+// old database after the swap).
+func (e *Engine) SetGeo(g *categorizer.Geo) {
+	if g == nil {
+		e.setGeo(nil)
+		return
+	}
+	e.setGeo(g)
+}
+
+var _ countryDB = (*categorizer.Geo)(nil)

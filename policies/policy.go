@@ -226,7 +226,8 @@ func (p *Policy) YAML() []byte {
 	return b.Bytes()
 }
 
-// Clone returns a deep copy of p (positions excluded).
+// Clone returns a deep copy of p (sharing the read-only source positions,
+// so errors about the copy still name lines of the original document).
 func (p *Policy) Clone() *Policy {
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -236,6 +237,7 @@ func (p *Policy) Clone() *Policy {
 	if err := json.Unmarshal(b, &c); err != nil {
 		panic(fmt.Sprintf("policies: clone policy: %v", err))
 	}
+	c.pos = p.pos
 	return &c
 }
 
