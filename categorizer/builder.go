@@ -235,7 +235,7 @@ func (b *Builder) addDomain(feed FeedID, name string, cats Set, wildcard, except
 		b.exc[key] |= 1 << feed
 	}
 	pos, found := b.nodes.slot(key)
-	head := int32(b.nodes.vals[pos]&^childBit) - 1
+	head := int32(b.nodes.slots[pos].val&^childBit) - 1
 	for r := head; r >= 0; r = b.recs[r].next {
 		rec := &b.recs[r]
 		if rec.feed == feed && rec.wildcard == wildcard && rec.exception == exception {
@@ -244,7 +244,7 @@ func (b *Builder) addDomain(feed FeedID, name string, cats Set, wildcard, except
 		}
 	}
 	b.recs = append(b.recs, domRec{name: name, next: head, feed: feed, wildcard: wildcard, exception: exception, cats: cats})
-	b.nodes.vals[pos] = b.nodes.vals[pos]&childBit | uint32(len(b.recs))
+	b.nodes.slots[pos].val = b.nodes.slots[pos].val&childBit | uint32(len(b.recs))
 	if found && head >= 0 {
 		return // parents already marked
 	}
@@ -252,10 +252,10 @@ func (b *Builder) addDomain(feed FeedID, name string, cats Set, wildcard, except
 	// them when absent), parent first, stopping at one already marked.
 	for j := n - 1; j >= 0; j-- {
 		p, _ := b.nodes.slot(sfx[j])
-		if b.nodes.vals[p]&childBit != 0 {
+		if b.nodes.slots[p].val&childBit != 0 {
 			break
 		}
-		b.nodes.vals[p] |= childBit
+		b.nodes.slots[p].val |= childBit
 	}
 }
 
@@ -315,22 +315,25 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 	// every parent of one (marked with childBit, so Lookup stops
 	// descending at the first suffix not in the table); replace each
 	// record-list head with the resolved attribute set.
-	vals := make([]uint32, len(b.nodes.keys))
-	for i, k := range b.nodes.keys {
-		if k == 0 {
+	vals := make([]uint32, len(b.nodes.slots))
+	for i := range b.nodes.slots {
+		sl := &b.nodes.slots[i]
+		if sl.lo|sl.hi == 0 {
 			continue
 		}
-		v := b.nodes.vals[i]
 		var id uint32
-		if head := int32(v&^childBit) - 1; head >= 0 {
-			if a, feeds := b.resolve(k, head); a != (attr{}) {
+		if head := int32(sl.val&^childBit) - 1; head >= 0 {
+			if a, feeds := b.resolve(sl.key(), head); a != (attr{}) {
 				id = intern(a, feeds)
 				ix.domainCount++
 			}
 		}
-		vals[i] = id | v&childBit
+		vals[i] = id | sl.val&childBit
 	}
-	ix.domains = table{keys: b.nodes.keys, vals: vals, mask: b.nodes.mask, n: b.nodes.n}
+	for i := range b.nodes.slots {
+		b.nodes.slots[i].val = vals[i]
+	}
+	ix.domains = b.nodes
 	b.nodes = newTable(0)
 	b.recs = nil
 
