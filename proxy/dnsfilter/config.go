@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 )
@@ -37,6 +38,10 @@ type Config struct {
 	// QueryTimeout bounds the whole resolution of one query, failovers
 	// included; when it passes the client gets SERVFAIL. Default "3s".
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// UpstreamCAFile is a PEM bundle of CAs that verify DoT and DoH
+	// upstreams (a private resolver); "" means the system roots.
+	// Deps.RootCAs, when set, takes precedence.
+	UpstreamCAFile string `yaml:"upstream_ca_file"`
 	// HealthCheckInterval is how often each upstream is probed with a
 	// query for HealthCheckName. Default "10s".
 	HealthCheckInterval Duration `yaml:"health_check_interval"`
@@ -294,6 +299,11 @@ func (c Config) Validate() error {
 	}
 	if d.YouTubeRestrict != "strict" && d.YouTubeRestrict != "moderate" {
 		bad("youtube_restrict", "%q is not \"strict\" or \"moderate\"", d.YouTubeRestrict)
+	}
+	if c.UpstreamCAFile != "" {
+		if _, err := os.Stat(c.UpstreamCAFile); err != nil {
+			bad("upstream_ca_file", "%v", err)
+		}
 	}
 	if strings.TrimSpace(d.HealthCheckName) == "" {
 		bad("health_check_name", "must not be blank")

@@ -29,7 +29,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
-	// RootCAs verifies DoT and DoH upstreams; nil means the system roots.
+	// RootCAs verifies DoT and DoH upstreams; nil means
+	// Config.UpstreamCAFile, or the system roots when that is empty too.
 	RootCAs *x509.CertPool
 }
 
@@ -119,7 +120,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if !cfg.RateLimit.Disabled {
 		s.limiter = newLimiter(cfg.RateLimit)
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: deps.RootCAs}
+	roots := deps.RootCAs
+	if roots == nil && cfg.UpstreamCAFile != "" {
+		r, err := LoadRootCAs(cfg.UpstreamCAFile)
+		if err != nil {
+			return nil, err
+		}
+		roots = r
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	p, err := newPool(cfg, tlsConf, s.metrics, logger)
 	if err != nil {
 		return nil, err

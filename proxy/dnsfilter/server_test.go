@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -855,6 +858,25 @@ func TestDoTUpstream(t *testing.T) {
 		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 			t.Fatalf("%s: answer %v, want the address over DoT", up, r)
 		}
+	}
+	// The same roots from a PEM file named in the config.
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := New(Config{Upstreams: []string{"tls://" + ln.Addr().String()}, UpstreamCAFile: caFile}, Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcf, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = sf.Serve(pcf, nil) }()
+	r := ask(t, pcf.LocalAddr().String(), "udp", "allowed.test.", dns.TypeA, true)
+	_ = sf.Shutdown(context.Background())
+	if r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("upstream_ca_file: %s, want NOERROR", dns.RcodeToString[r.Rcode])
 	}
 	// A certificate the roots do not trust fails: SERVFAIL, not an answer.
 	s, err := New(Config{Upstreams: []string{"tls://" + ln.Addr().String()}}, Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
