@@ -61,7 +61,7 @@ func TestAccessLogRotatesBySizeAndAge(t *testing.T) {
 
 func TestAccessLogLines(t *testing.T) {
 	cfg := testConfig(t)
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := genEvents(300, time.Now(), 10)

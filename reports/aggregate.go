@@ -152,6 +152,57 @@ func (c *Counters) Merge(o *Counters) {
 	}
 }
 
+// OtherName is the entry that collects the requests of domains (and
+// blocked attempts) beyond the per-row cap.
+const OtherName = "(other)"
+
+// OtherAttemptKey is the attempt key of OtherName.
+var OtherAttemptKey = AttemptKey(OtherName, "", "")
+
+// MergeCapped adds o into c like Merge, but keeps at most maxDomains
+// distinct domains and maxDomains distinct blocked attempts in c: counts
+// of new names beyond the cap go to OtherName (OtherAttemptKey). Totals
+// stay exact. maxDomains <= 0 means no cap.
+func (c *Counters) MergeCapped(o *Counters, maxDomains int) {
+	if maxDomains <= 0 {
+		c.Merge(o)
+		return
+	}
+	domains, attempts := o.Domains, o.Attempts
+	o.Domains, o.Attempts = nil, nil
+	c.Merge(o)
+	o.Domains, o.Attempts = domains, attempts
+	// The "other" entry does not count against the cap.
+	names := len(c.Domains)
+	if _, ok := c.Domains[OtherName]; ok {
+		names--
+	}
+	for k, n := range domains {
+		if _, ok := c.Domains[k]; !ok {
+			if names >= maxDomains {
+				k = OtherName
+			} else if k != OtherName {
+				names++
+			}
+		}
+		incr(&c.Domains, k, n)
+	}
+	names = len(c.Attempts)
+	if _, ok := c.Attempts[OtherAttemptKey]; ok {
+		names--
+	}
+	for k, a := range attempts {
+		if _, ok := c.Attempts[k]; !ok {
+			if names >= maxDomains {
+				k = OtherAttemptKey
+			} else if k != OtherAttemptKey {
+				names++
+			}
+		}
+		c.AddAttempt(k, a)
+	}
+}
+
 // AddAttempt merges one attempt cell: counts add, Last keeps the maximum.
 func (c *Counters) AddAttempt(k string, a Attempt) {
 	if c.Attempts == nil {
@@ -283,15 +334,12 @@ func dupBefore(s []string, i int) bool {
 	return false
 }
 
-// Merge adds o into d.
-func (d *Delta) Merge(o *Delta) {
+// Merge adds o into d, keeping at most maxDomains domains and attempts
+// per row (see Counters.MergeCapped; <= 0: no cap).
+func (d *Delta) Merge(o *Delta, maxDomains int) {
 	d.Events += o.Events
 	for k, c := range o.Rows {
-		if cur := d.Rows[k]; cur != nil {
-			cur.Merge(c)
-		} else {
-			d.Rows[k] = c.Clone()
-		}
+		d.row(k).MergeCapped(c, maxDomains)
 	}
 }
 

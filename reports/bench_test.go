@@ -15,7 +15,7 @@ func benchPipeline(b *testing.B, accessLog bool) *Pipeline {
 	cfg.AccessLog.Enabled = accessLog
 	cfg.AccessLog.Path = filepath.Join(cfg.Dir, "access.log")
 	cfg.QueueSize = 1 << 20
-	st, err := OpenLocal(filepath.Join(cfg.Dir, "agg"), 0, nil)
+	st, err := OpenLocal(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func BenchmarkDeltaAdd(b *testing.B) {
 // BenchmarkReport30Days is a 30-day user report from the local store
 // with 720 sealed hour segments of 50 users each.
 func BenchmarkReport30Days(b *testing.B) {
-	s, err := OpenLocal(b.TempDir(), 0, nil)
+	s, err := OpenLocal(Config{Dir: b.TempDir()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 
 func TestReportCLI(t *testing.T) {
 	cfg := testConfig(t)
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := genEvents(500, time.Now(), 6)

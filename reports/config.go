@@ -17,6 +17,7 @@ const (
 	DefaultBufferMaxFields    = 1_000_000
 	DefaultCompactInterval    = 5 * time.Minute
 	DefaultTopN               = 10
+	DefaultMaxDomainsPerRow   = 1000
 	DefaultAccessLogMaxSizeMB = 100
 	DefaultAccessLogMaxAge    = 24 * time.Hour
 	DefaultAccessLogMaxFiles  = 7
@@ -51,6 +52,10 @@ type Config struct {
 	// CompactInterval is how often the local store seals past hours into
 	// segment files and applies retention. Default 5m.
 	CompactInterval time.Duration `yaml:"compact_interval"`
+	// MaxDomainsPerRow bounds the distinct domains (and distinct blocked
+	// attempts) kept per row (one subject, one hour); requests to further
+	// domains are counted under "(other)". Totals stay exact. Default 1000.
+	MaxDomainsPerRow int `yaml:"max_domains_per_row"`
 	// TopN is how many entries the "top" lists of a report hold unless
 	// the query asks otherwise (?top=). Default 10.
 	TopN int `yaml:"top_n"`
@@ -157,6 +162,9 @@ func (c *Config) fill() {
 	if c.TopN == 0 {
 		c.TopN = DefaultTopN
 	}
+	if c.MaxDomainsPerRow == 0 {
+		c.MaxDomainsPerRow = DefaultMaxDomainsPerRow
+	}
 	a := &c.AccessLog
 	if a.Path == "" {
 		a.Path = filepath.Join(c.Dir, "access.log")
@@ -203,6 +211,9 @@ func (c Config) Validate() error {
 	}
 	if c.CompactInterval < 0 || (c.CompactInterval > 0 && c.CompactInterval < time.Second) {
 		bad("compact_interval", "must be at least 1s", c.CompactInterval)
+	}
+	if c.MaxDomainsPerRow < 0 {
+		bad("max_domains_per_row", "must not be negative", c.MaxDomainsPerRow)
 	}
 	if c.TopN < 0 || c.TopN > 10000 {
 		bad("top_n", "must be between 1 and 10000", c.TopN)

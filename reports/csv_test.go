@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -55,7 +54,7 @@ blocked,b.example,gambling,no-gambling,1,,,,2026-11-23T09:05:00Z
 
 func TestAPICSVMatchesJSON(t *testing.T) {
 	cfg := testConfig(t)
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := genEvents(800, time.Now(), 11)

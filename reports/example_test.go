@@ -23,7 +23,7 @@ func Example() {
 	cfg := reports.Defaults()
 	cfg.Dir = dir
 	cfg.AccessLog.Path = filepath.Join(dir, "access.log")
-	store, err := reports.OpenLocal(filepath.Join(dir, "agg"), cfg.Retention, nil)
+	store, err := reports.OpenLocal(cfg, nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -104,14 +104,17 @@ func FuzzLocalStoreFiles(f *testing.F) {
 	f.Add(walRecordBytes(`{"rows":[{"s":"x","h":1}]}`), []byte("{\"v\":1,\"index\":{\"u:alice\":[-5,9999,1]}}\n"))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, []byte{})
 	f.Fuzz(func(t *testing.T, wal, seg []byte) {
-		dir := t.TempDir()
+		dir := filepath.Join(t.TempDir(), "agg")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, "wal-0.log"), wal, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "seg-"+strconv.FormatInt(h, 10)+".seg"), seg, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := OpenLocal(dir, 0, nil)
+		s, err := OpenLocal(Config{Dir: filepath.Dir(dir)}, nil)
 		if err != nil {
 			return // a corrupt segment header is reported, not ignored
 		}

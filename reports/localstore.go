@@ -44,9 +44,10 @@ import (
 // discarded. Retention is applied by Compact (segments older than the
 // retention are deleted) and by Rows (older hours are never returned).
 type LocalStore struct {
-	dir       string
-	retention time.Duration
-	logger    *slog.Logger
+	dir        string
+	retention  time.Duration
+	maxDomains int
+	logger     *slog.Logger
 	now       func() time.Time
 
 	mu     sync.RWMutex
@@ -91,21 +92,21 @@ type segHeader struct {
 	Index   map[string][3]int64 `json:"index"` // scope code ":" subject → offset, length, crc
 }
 
-// OpenLocal opens (creating it when missing) the store in dir. Rows older
-// than retention are never returned and are deleted by Compact; zero means
-// the default (720h). logger nil means slog.Default().
-func OpenLocal(dir string, retention time.Duration, logger *slog.Logger) (*LocalStore, error) {
-	if retention <= 0 {
-		retention = DefaultRetention
-	}
+// OpenLocal opens (creating it when missing) the store in cfg.Dir/agg,
+// with cfg.Retention (rows older are never returned and are deleted by
+// Compact) and cfg.MaxDomainsPerRow. Zero fields mean their defaults;
+// logger nil means slog.Default().
+func OpenLocal(cfg Config, logger *slog.Logger) (*LocalStore, error) {
+	cfg.fill()
 	if logger == nil {
 		logger = slog.Default()
 	}
+	dir := filepath.Join(cfg.Dir, "agg")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("reports: local store: %w", err)
 	}
 	s := &LocalStore{
-		dir: dir, retention: retention, now: time.Now,
+		dir: dir, retention: cfg.Retention, maxDomains: cfg.MaxDomainsPerRow, now: time.Now,
 		logger: logger.With("component", "reports.localstore"),
 		open:   make(map[RowKey]*Counters), seqs: make(map[string]uint64), segs: make(map[int64]uint64),
 	}
@@ -185,11 +186,12 @@ func (r storedRow) key() (RowKey, bool) {
 }
 
 func (s *LocalStore) merge(k RowKey, c *Counters) {
-	if cur := s.open[k]; cur != nil {
-		cur.Merge(c)
-		return
+	cur := s.open[k]
+	if cur == nil {
+		cur = &Counters{}
+		s.open[k] = cur
 	}
-	s.open[k] = c.Clone()
+	cur.MergeCapped(c, s.maxDomains)
 }
 
 func (s *LocalStore) replayWAL() error {
@@ -557,12 +559,9 @@ func (s *LocalStore) compactLocked(ctx context.Context) error {
 		}
 		for k, c := range old {
 			if cur := rows[k]; cur != nil {
-				merged := c
-				merged.Merge(cur)
-				rows[k] = merged
-			} else {
-				rows[k] = c
+				c.MergeCapped(cur, s.maxDomains)
 			}
+			rows[k] = c
 		}
 		if err := writeSeg(path, next, h, rows); err != nil {
 			return fmt.Errorf("reports: local store: compact %s: %w", filepath.Base(path), err)

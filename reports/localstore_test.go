@@ -1,11 +1,14 @@
 package reports
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cordon-gw/cordon/policies"
 )
 
 func batchAt(origin string, seq uint64, hours ...int64) *Batch {
@@ -104,7 +107,7 @@ func TestLocalStoreTornWAL(t *testing.T) {
 		}
 	}
 	s.wal.Close()
-	walPath := filepath.Join(dir, "wal-0.log")
+	walPath := filepath.Join(dir, "agg", "wal-0.log")
 	full, err := os.ReadFile(walPath)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +134,7 @@ func TestLocalStoreTornWAL(t *testing.T) {
 
 func TestLocalStoreRetention(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenLocal(dir, 2*time.Hour, testLogger(t))
+	s, err := OpenLocal(Config{Dir: dir, Retention: 2 * time.Hour}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,5 +188,49 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "short") {
 		t.Error("Validate error prints the secret")
+	}
+}
+
+func TestLocalStoreDomainCap(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenLocal(Config{Dir: dir, MaxDomainsPerRow: 5}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := HourOf(time.Now())
+	var want int64
+	for seq := uint64(1); seq <= 4; seq++ {
+		d := NewDelta()
+		for i := range 10 {
+			d.Add(&policies.AccessEvent{Time: HourTime(h).Add(time.Minute), User: "u",
+				Host: fmt.Sprintf("h%d-%d.example", seq, i), Action: "block", RuleID: "r"})
+			want++
+		}
+		if err := s.Apply(t.Context(), &Batch{Origin: "e", Seq: seq, Rows: d.Rows, Events: d.Events}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil { // seals nothing (current hour) but checkpoints
+		t.Fatal(err)
+	}
+	s, err = OpenLocal(Config{Dir: dir, MaxDomainsPerRow: 5}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.Rows(t.Context(), ScopeUser, "u", h, h)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("Rows = %v, %v", rows, err)
+	}
+	c := rows[0].Counters
+	var sum int64
+	for _, n := range c.Domains {
+		sum += n
+	}
+	if c.Requests != want || sum != want || len(c.Domains) != 6 || c.Domains[OtherName] != want-5 {
+		t.Errorf("requests %d, domain sum %d, domains %v; want %d, 5 names and %s=%d", c.Requests, sum, c.Domains, want, OtherName, want-5)
+	}
+	if len(c.Attempts) != 6 || c.Attempts[OtherAttemptKey].Count != want-5 {
+		t.Errorf("attempts = %v, want 5 and other = %d", c.Attempts, want-5)
 	}
 }

@@ -98,7 +98,7 @@ func demoEvents(now time.Time) []*policies.AccessEvent {
 func demoServer(t *testing.T) (*httptest.Server, []*policies.AccessEvent) {
 	t.Helper()
 	cfg := testConfig(t)
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	t.Cleanup(func() { _ = st.Close() })
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := demoEvents(time.Now())

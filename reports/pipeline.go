@@ -271,7 +271,7 @@ func (p *Pipeline) handOff() {
 		p.logger.Warn("reports buffer full, dropping aggregates", "events", d.Events, "cells", n)
 		return
 	}
-	p.pending.Merge(d)
+	p.pending.Merge(d, p.cfg.MaxDomainsPerRow)
 	p.pendingFields += n
 	p.m.bufferedCells.Set(float64(p.inflightCells + p.pendingFields))
 	p.m.bufferedEvts.Set(float64(p.pending.Events + p.inflightEvents()))

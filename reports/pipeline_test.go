@@ -38,7 +38,7 @@ func newTestPipeline(t *testing.T, cfg Config, st Store, reg prometheus.Register
 
 func openLocal(t *testing.T, dir string) *LocalStore {
 	t.Helper()
-	st, err := OpenLocal(dir, 0, testLogger(t))
+	st, err := OpenLocal(Config{Dir: dir}, testLogger(t))
 	if err != nil {
 		t.Fatalf("OpenLocal: %v", err)
 	}
@@ -116,7 +116,7 @@ func checkAPI(t *testing.T, srv *httptest.Server, evs []*policies.AccessEvent) {
 
 func TestAPINumbersMatchEvents(t *testing.T) {
 	cfg := testConfig(t)
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	reg := prometheus.NewRegistry()
 	p := newTestPipeline(t, cfg, st, reg)
@@ -136,7 +136,7 @@ func TestAPINumbersMatchEvents(t *testing.T) {
 
 func TestRestartKeepsReports(t *testing.T) {
 	cfg := testConfig(t)
-	dir := filepath.Join(cfg.Dir, "agg")
+	dir := cfg.Dir
 	evs := genEvents(2000, time.Now(), 2)
 
 	st := openLocal(t, dir)
@@ -180,7 +180,7 @@ func TestRestartKeepsReports(t *testing.T) {
 func TestQueueFullDropsAreCounted(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.QueueSize = 8
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p, err := newPipeline(cfg, Deps{Store: st, Logger: testLogger(t)})
 	if err != nil {
@@ -233,7 +233,7 @@ func (f *failingStore) Apply(ctx context.Context, b *Batch) error {
 func TestBufferFullDropsAreCounted(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.BufferMaxFields = 200
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	fs := &failingStore{Store: st, fail: make(chan bool, 1)}
 	fs.fail <- true
@@ -269,7 +269,7 @@ func TestBufferFullDropsAreCounted(t *testing.T) {
 func TestPrivacy(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Privacy = PrivacyConfig{PseudonymizeUsers: true, DropPaths: true}
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := genEvents(200, time.Now(), 5)
@@ -319,7 +319,7 @@ func TestPrivacy(t *testing.T) {
 
 func TestAPIErrors(t *testing.T) {
 	cfg := testConfig(t)
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	srv := httptest.NewServer(NewHandler(p.Reader(), testLogger(t)).Mux())

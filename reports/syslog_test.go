@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,7 +24,7 @@ func TestSyslogUDP(t *testing.T) {
 	defer pc.Close()
 	cfg := testConfig(t)
 	cfg.Syslog = SyslogConfig{Address: pc.LocalAddr().String(), Network: "udp", Hostname: "edge 1"}
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := genEvents(20, time.Now(), 7)
@@ -101,7 +100,7 @@ func TestSyslogTCPFraming(t *testing.T) {
 	defer ln.Close()
 	cfg := testConfig(t)
 	cfg.Syslog = SyslogConfig{Address: ln.Addr().String(), Network: "tcp"}
-	st := openLocal(t, filepath.Join(cfg.Dir, "agg"))
+	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	p := newTestPipeline(t, cfg, st, nil)
 	evs := genEvents(10, time.Now(), 8)

@@ -8,7 +8,9 @@
 // "c:<category>", "bc:<category>", "a:<action>", "r:<rule>", "m:<rule>",
 // "t:<threat>", "u:<user>", "ub:<user>", "b:<attempt>") plus "bt:<attempt>"
 // holding the last blocked time (a maximum). A small Lua script applies
-// one row atomically, sets the key to expire when the hour leaves the
+// one row atomically: it caps distinct domains and blocked attempts per
+// row (counted in the fields "nd" and "na"; further names go to
+// reports.OtherName), sets the key to expire when the hour leaves the
 // retention window, and records the batch sequence of the writing edge
 // in "s:<origin>", so a batch retried after a failure mid-way is never
 // counted twice. The package owns no client: the caller builds it and
@@ -43,6 +45,10 @@ type Config struct {
 	// expiry). Default 720h, like reports.Config.Retention; cmd passes
 	// that value.
 	Retention time.Duration `yaml:"retention"`
+	// MaxDomainsPerRow caps distinct domains and blocked attempts per
+	// row, like reports.Config.MaxDomainsPerRow; cmd passes that value.
+	// Default 1000.
+	MaxDomainsPerRow int `yaml:"max_domains_per_row"`
 }
 
 // Validate reports invalid fields.
@@ -50,6 +56,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if strings.ContainsAny(c.Prefix, " \r\n") {
 		errs = append(errs, fmt.Errorf("redisstore: config key_prefix: must not contain spaces or newlines (got %q)", c.Prefix))
+	}
+	if c.MaxDomainsPerRow < 0 {
+		errs = append(errs, fmt.Errorf("redisstore: config max_domains_per_row: must not be negative (got %d)", c.MaxDomainsPerRow))
 	}
 	if c.Retention < 0 || (c.Retention > 0 && c.Retention < time.Hour) {
 		errs = append(errs, fmt.Errorf("redisstore: config retention: must be at least 1h (got %v)", c.Retention))
@@ -59,9 +68,10 @@ func (c Config) Validate() error {
 
 // Store is a reports.Store on Redis. Safe for concurrent use.
 type Store struct {
-	c         redis.UniversalClient
-	prefix    string
-	retention time.Duration
+	c          redis.UniversalClient
+	prefix     string
+	retention  time.Duration
+	maxDomains int
 }
 
 var _ reports.Store = (*Store)(nil)
@@ -80,7 +90,10 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = reports.DefaultRetention
 	}
-	return &Store{c: client, prefix: cfg.Prefix, retention: cfg.Retention}, nil
+	if cfg.MaxDomainsPerRow == 0 {
+		cfg.MaxDomainsPerRow = reports.DefaultMaxDomainsPerRow
+	}
+	return &Store{c: client, prefix: cfg.Prefix, retention: cfg.Retention, maxDomains: cfg.MaxDomainsPerRow}, nil
 }
 
 // Key is the hash key of one row.
@@ -88,26 +101,56 @@ func (s *Store) Key(scope reports.Scope, subject string, hour int64) string {
 	return s.prefix + ":" + scope.Code() + ":" + strconv.FormatInt(hour, 10) + ":" + subject
 }
 
-// applyScript applies one row. KEYS[1] row key. ARGV: seq field, seq,
-// expire-at (ms), number of HINCRBY pairs, the pairs, then max pairs.
+// applyScript applies one row atomically. KEYS[1] row key. ARGV: seq
+// field, seq, expire-at (ms), domain cap (0: none), the other-domain name,
+// the other-attempt name, then three sections each led by its count:
+// HINCRBY pairs (field, n); domain pairs (name, n); attempt triples
+// (name, count, last ms). Distinct domains and attempts are counted in
+// the fields "nd" and "na"; past the cap, new names go to the "other"
+// entries. A row already holding this origin's seq is left alone.
 var applyScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local key = KEYS[1]
+local cur = redis.call('HGET', key, ARGV[1])
 if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
-local n = tonumber(ARGV[4])
-local i = 5
+local cap = tonumber(ARGV[4])
+local i = 7
+local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-while i < #ARGV do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not old) or tonumber(old) < tonumber(ARGV[i + 1]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local nd = tonumber(redis.call('HGET', key, 'nd') or '0')
+  for _ = 1, n do
+    local f = 'd:' .. ARGV[i]
+    if ARGV[i] ~= ARGV[5] and redis.call('HEXISTS', key, f) == 0 then
+      if cap > 0 and nd >= cap then f = 'd:' .. ARGV[5] else nd = nd + 1 end
+    end
+    redis.call('HINCRBY', key, f, ARGV[i + 1])
+    i = i + 2
   end
-  i = i + 2
+  redis.call('HSET', key, 'nd', nd)
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local na = tonumber(redis.call('HGET', key, 'na') or '0')
+  for _ = 1, n do
+    local name = ARGV[i]
+    if name ~= ARGV[6] and redis.call('HEXISTS', key, 'b:' .. name) == 0 then
+      if cap > 0 and na >= cap then name = ARGV[6] else na = na + 1 end
+    end
+    redis.call('HINCRBY', key, 'b:' .. name, ARGV[i + 1])
+    local old = redis.call('HGET', key, 'bt:' .. name)
+    if (not old) or tonumber(old) < tonumber(ARGV[i + 2]) then
+      redis.call('HSET', key, 'bt:' .. name, ARGV[i + 2])
+    end
+    i = i + 3
+  end
+  redis.call('HSET', key, 'na', na)
+end
+redis.call('HSET', key, ARGV[1], ARGV[2])
+redis.call('PEXPIREAT', key, ARGV[3])
 return 1
 `)
 
@@ -118,7 +161,7 @@ type prefixed struct {
 
 func mapsOf(c *reports.Counters) []prefixed {
 	return []prefixed{
-		{"d:", &c.Domains}, {"c:", &c.Categories}, {"bc:", &c.BlockedCategories},
+		{"c:", &c.Categories}, {"bc:", &c.BlockedCategories},
 		{"a:", &c.Actions}, {"r:", &c.Rules}, {"m:", &c.WouldBlock}, {"t:", &c.Threats},
 		{"u:", &c.Users}, {"ub:", &c.UserBlocks},
 	}
@@ -126,10 +169,12 @@ func mapsOf(c *reports.Counters) []prefixed {
 
 func (s *Store) args(b *reports.Batch, k reports.RowKey, c *reports.Counters) []any {
 	expire := (k.Hour+1)*3600*1000 + s.retention.Milliseconds()
-	incr := make([]any, 0, 2*c.Fields())
+	args := make([]any, 0, 10+2*c.Fields()+len(c.Attempts))
+	args = append(args, "s:"+b.Origin, b.Seq, expire, s.maxDomains, reports.OtherName, reports.OtherAttemptKey, 0)
+	nIdx := len(args) - 1
 	add := func(f string, v int64) {
 		if v != 0 {
-			incr = append(incr, f, v)
+			args = append(args, f, v)
 		}
 	}
 	add("req", c.Requests)
@@ -141,15 +186,16 @@ func (s *Store) args(b *reports.Batch, k reports.RowKey, c *reports.Counters) []
 			add(p.prefix+name, v)
 		}
 	}
-	var maxes []any
-	for name, a := range c.Attempts {
-		add("b:"+name, a.Count)
-		maxes = append(maxes, "bt:"+name, a.Last)
+	args[nIdx] = (len(args) - nIdx - 1) / 2
+	args = append(args, len(c.Domains))
+	for name, v := range c.Domains {
+		args = append(args, name, v)
 	}
-	args := make([]any, 0, 4+len(incr)+len(maxes))
-	args = append(args, "s:"+b.Origin, b.Seq, expire, len(incr)/2)
-	args = append(args, incr...)
-	return append(args, maxes...)
+	args = append(args, len(c.Attempts))
+	for name, a := range c.Attempts {
+		args = append(args, name, a.Count, a.Last)
+	}
+	return args
 }
 
 // Apply implements reports.Store: every row through the script, in
@@ -269,6 +315,13 @@ func decode(m map[string]string) (*reports.Counters, error) {
 		}
 		if name, ok := strings.CutPrefix(f, "bt:"); ok {
 			c.AddAttempt(name, reports.Attempt{Last: n})
+			continue
+		}
+		if name, ok := strings.CutPrefix(f, "d:"); ok {
+			if c.Domains == nil {
+				c.Domains = make(map[string]int64)
+			}
+			c.Domains[name] += n
 			continue
 		}
 		if name, ok := strings.CutPrefix(f, "b:"); ok {

@@ -333,3 +333,46 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestDomainCap(t *testing.T) {
+	r := testutil.StartRedis(t)
+	s, err := redisstore.New(client(t, r), redisstore.Config{MaxDomainsPerRow: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := reports.HourOf(time.Now())
+	var want int64
+	for seq := uint64(1); seq <= 4; seq++ {
+		d := reports.NewDelta()
+		for i := range 10 {
+			ev := &policies.AccessEvent{Time: reports.HourTime(h).Add(time.Minute), User: "u",
+				Host: fmt.Sprintf("h%d-%d.example", seq, i), Action: "block", RuleID: "r"}
+			d.Add(ev)
+			want++
+		}
+		if err := s.Apply(t.Context(), &reports.Batch{Origin: "e", Seq: seq, Rows: d.Rows, Events: d.Events}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.Rows(t.Context(), reports.ScopeUser, "u", h, h)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("Rows = %v, %v", rows, err)
+	}
+	c := rows[0].Counters
+	var sum, asum int64
+	for _, n := range c.Domains {
+		sum += n
+	}
+	for _, a := range c.Attempts {
+		asum += a.Count
+	}
+	if c.Requests != want || sum != want || asum != want {
+		t.Errorf("requests %d, domain sum %d, attempt sum %d, want %d each", c.Requests, sum, asum, want)
+	}
+	if len(c.Domains) != 6 || c.Domains[reports.OtherName] != want-5 {
+		t.Errorf("domains = %v, want 5 names and %s = %d", c.Domains, reports.OtherName, want-5)
+	}
+	if len(c.Attempts) != 6 || c.Attempts[reports.OtherAttemptKey].Count != want-5 {
+		t.Errorf("attempts = %v, want 5 and other = %d", c.Attempts, want-5)
+	}
+}
