@@ -48,7 +48,7 @@ type LocalStore struct {
 	retention  time.Duration
 	maxDomains int
 	logger     *slog.Logger
-	now       func() time.Time
+	now        func() time.Time
 
 	mu     sync.RWMutex
 	gen    uint64
