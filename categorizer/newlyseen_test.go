@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestRegistrableDomain(t *testing.T) {
@@ -19,7 +22,13 @@ func TestRegistrableDomain(t *testing.T) {
 }
 
 func TestNewlySeenMemory(t *testing.T) {
-	n := NewNewlySeen(NewlySeenConfig{Window: time.Hour}, nil, nil, nil)
+	reg := prometheus.NewRegistry()
+	n := NewNewlySeen(NewlySeenConfig{Window: time.Hour}, nil, nil, reg)
+	defer func() {
+		if problems, err := promtest.GatherAndLint(reg); err != nil || len(problems) > 0 {
+			t.Errorf("metric lint: %v %v", problems, err)
+		}
+	}()
 	t0 := time.Unix(1_800_000_000, 0)
 	if !n.Check("www.new.example.com", t0) {
 		t.Error("first sighting not newly seen")
