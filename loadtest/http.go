@@ -43,6 +43,10 @@ type HTTPConfig struct {
 	// RootCAs verifies HTTPS origins; nil skips verification (the local
 	// origin's certificates are made at start; pass its CA with --ca to verify).
 	RootCAs *x509.CertPool `yaml:"-"`
+	// NoTLSResume makes every TLS connection a full handshake. By default
+	// the connections share one session cache, so a host seen before
+	// resumes its session, as a browser does.
+	NoTLSResume bool `yaml:"no_tls_resume"`
 	// Limits bound the run; Duration and MaxRequests must be set.
 	Limits `yaml:",inline"`
 	// Progress, when set, is called about once a second while the run lasts.
@@ -149,6 +153,10 @@ type HTTPResult struct {
 	// handshake with the origin through the tunnel (or directly).
 	TunnelSetup  *Summary `json:"tunnel_setup,omitempty"`
 	TLSHandshake *Summary `json:"tls_handshake,omitempty"`
+	// TLSResumed counts handshakes that resumed an earlier session;
+	// TLSVerified says whether origin certificates were verified.
+	TLSResumed  uint64 `json:"tls_resumed"`
+	TLSVerified bool   `json:"tls_verified"`
 }
 
 // ErrorCount is the total of Errors.
@@ -171,11 +179,15 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (*HTTPResult, error) {
 	if cfg.ProxyUser != "" {
 		auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.ProxyUser+":"+cfg.ProxyPassword))
 	}
+	var sessions tls.ClientSessionCache
+	if !cfg.NoTLSResume {
+		sessions = tls.NewLRUClientSessionCache(4096)
+	}
 	sched := newSchedule(cfg.Limits)
 	workers := make([]*httpWorker, cfg.Connections)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := newHTTPWorker(&cfg, sched, auth)
+		w := newHTTPWorker(&cfg, sched, auth, sessions)
 		workers[i] = w
 		wg.Go(func() { w.run(ctx) })
 	}
@@ -201,6 +213,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (*HTTPResult, error) {
 		Elapsed:     time.Since(sched.start),
 		Status:      make(map[int]uint64),
 		Errors:      make(map[string]uint64),
+		TLSVerified: cfg.RootCAs != nil,
 	}
 	if cfg.Proxy != "" {
 		res.Target = cfg.Proxy
@@ -222,6 +235,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (*HTTPResult, error) {
 		res.Tunnels += w.tunnels
 		res.TunnelsRefused += w.tunnelsRefused
 		res.Retries += w.retries
+		res.TLSResumed += w.resumed
 	}
 	res.Requests = lat.Count()
 	res.ElapsedSec = res.Elapsed.Seconds()
@@ -248,9 +262,10 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (*HTTPResult, error) {
 // httpWorker owns one connection at a time and sends one request at a
 // time on it, HTTP/1.1 keep-alive, the way a browser connection does.
 type httpWorker struct {
-	cfg   *HTTPConfig
-	sched *schedule
-	auth  string
+	cfg      *HTTPConfig
+	sched    *schedule
+	auth     string
+	sessions tls.ClientSessionCache // shared by all workers; nil = no resumption
 
 	mu      sync.Mutex // guards conn against abort
 	aborted bool
@@ -269,11 +284,12 @@ type httpWorker struct {
 	bodyBytes                   uint64
 	dials, tunnels              uint64
 	tunnelsRefused, retries     uint64
+	resumed                     uint64
 }
 
-func newHTTPWorker(cfg *HTTPConfig, sched *schedule, auth string) *httpWorker {
+func newHTTPWorker(cfg *HTTPConfig, sched *schedule, auth string, sessions tls.ClientSessionCache) *httpWorker {
 	return &httpWorker{
-		cfg: cfg, sched: sched, auth: auth,
+		cfg: cfg, sched: sched, auth: auth, sessions: sessions,
 		lat:    NewHistogram(),
 		svc:    NewHistogram(),
 		tunnel: NewHistogram(), handshake: NewHistogram(),
@@ -425,6 +441,9 @@ func (w *httpWorker) connect(t *Target, key string, deadline time.Time) (status 
 			return 0, errKind("tls", err)
 		}
 		w.handshake.Record(time.Since(hsStart))
+		if tc.ConnectionState().DidResume {
+			w.resumed++
+		}
 		if !w.setConn(tc) {
 			return 0, "aborted"
 		}
@@ -465,7 +484,8 @@ func (w *httpWorker) connectTunnel(t *Target) (status int, kind string) {
 }
 
 func (w *httpWorker) tlsConfig(t *Target) *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: w.cfg.RootCAs, InsecureSkipVerify: w.cfg.RootCAs == nil}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: w.cfg.RootCAs, InsecureSkipVerify: w.cfg.RootCAs == nil,
+		ClientSessionCache: w.sessions}
 	if net.ParseIP(t.Host) == nil {
 		c.ServerName = t.Host
 	}

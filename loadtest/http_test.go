@@ -196,6 +196,9 @@ func TestRunHTTPDirect(t *testing.T) {
 			if https && (res.TLSHandshake == nil || res.TLSHandshake.Count != res.Dials) {
 				t.Errorf("TLSHandshake = %+v, want one per dial (%d)", res.TLSHandshake, res.Dials)
 			}
+			if https && res.Dials > 2 && res.TLSResumed == 0 {
+				t.Errorf("TLSResumed = 0 after %d handshakes with two hosts", res.Dials)
+			}
 			if res.Tunnels != 0 {
 				t.Errorf("Tunnels = %d in a direct run", res.Tunnels)
 			}
@@ -260,6 +263,10 @@ func TestRunHTTPThroughProxy(t *testing.T) {
 			}
 			if res.TunnelSetup == nil || res.TunnelSetup.Count != res.Tunnels || res.TLSHandshake == nil || res.TLSHandshake.Count != res.Tunnels {
 				t.Errorf("TunnelSetup, TLSHandshake = %+v, %+v, want %d each", res.TunnelSetup, res.TLSHandshake, res.Tunnels)
+			}
+			// Three hosts, many tunnels: later handshakes resume.
+			if res.TLSResumed == 0 || res.TLSResumed >= res.Tunnels || !res.TLSVerified {
+				t.Errorf("TLSResumed, TLSVerified = %d, %v, want 1-%d, true", res.TLSResumed, res.TLSVerified, res.Tunnels-1)
 			}
 		})
 	}

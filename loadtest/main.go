@@ -94,6 +94,7 @@ func mainHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second over all connections, latency counted from the scheduled time (0 = closed loop)")
 	fs.Uint64Var(&cfg.MaxRequests, "requests", cfg.MaxRequests, "stop after this many requests")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout, including connection and tunnel set-up")
+	fs.BoolVar(&cfg.NoTLSResume, "no-tls-resume", false, "full TLS handshake on every connection (default: resume sessions of hosts seen before, as browsers do)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err

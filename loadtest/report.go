@@ -40,6 +40,13 @@ func WriteHTTPTable(w io.Writer, r *HTTPResult) error {
 	if r.Tunnels+r.TunnelsRefused > 0 {
 		fmt.Fprintf(tw, "tunnels\t%d established (%.1f/s), %d refused\n", r.Tunnels, r.TunnelsPerSec, r.TunnelsRefused)
 	}
+	if r.TLSHandshake != nil {
+		verify := "origin certificates not verified (no --ca)"
+		if r.TLSVerified {
+			verify = "origin certificates verified"
+		}
+		fmt.Fprintf(tw, "TLS\t%d handshakes, %d resumed, %s\n", r.TLSHandshake.Count, r.TLSResumed, verify)
+	}
 	fmt.Fprintln(tw)
 	writeLatencyHeader(tw)
 	name := "request"
