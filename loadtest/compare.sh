@@ -44,11 +44,11 @@ NAMES=${NAMES:-loadtest/traffic/names.txt}
 DATA=${DATA:-${CORDON_SHARED_DATA:-../shared/data}}
 BLOCK_FEEDS=${BLOCK_FEEDS:-"blocklistproject/ransomware.txt blocklistproject/scam.txt blocklistproject/alt-version/phishing-nl.txt urlhaus/hosts"}
 UNBOUND_BLOCK=${UNBOUND_BLOCK:-refuse}   # local-zone type for listed names
-SQUID_ADDR=127.0.0.1:13128
-UNBOUND_ADDR=127.0.0.1:15354
-ORIGIN_HTTP=127.0.0.1:18080
-ORIGIN_HTTPS=127.0.0.1:18443
-ORIGIN_DNS=127.0.0.1:15353
+SQUID_ADDR=${SQUID_ADDR:-127.0.0.1:13128}
+UNBOUND_ADDR=${UNBOUND_ADDR:-127.0.0.1:15354}
+ORIGIN_HTTP=${ORIGIN_HTTP:-127.0.0.1:18080}     # urls.txt lines get this port (--http-port)
+ORIGIN_HTTPS=${ORIGIN_HTTPS:-127.0.0.1:18443}   # and this one with --https (--https-port)
+ORIGIN_DNS=${ORIGIN_DNS:-127.0.0.1:15353}
 INSTALL=${INSTALL:-1}           # 1: apt-get install missing squid/unbound/dnsperf/wrk when root
 
 cd "$(dirname "$0")/.."
@@ -168,7 +168,7 @@ run_http() { # peer suite args...
 	for ((r = 1; r <= REPEAT; r++)); do
 		log "http: $suite via $peer (run $r/$REPEAT)"
 		if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
-			--ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
+			--http-port "${ORIGIN_HTTP##*:}" --https-port "${ORIGIN_HTTPS##*:}" --ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
 			jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  missed \(.missed)  status \(.status)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
 			runs+=("$OUT/$suite-$peer.$r.json")
 		else
@@ -247,7 +247,13 @@ log "blocklist: $(wc -l <"$TMP/blocklist.txt") names from $BLOCK_FEEDS"
 # ---- origin -------------------------------------------------------------------
 start_bg origin $LOADTEST origin --http $ORIGIN_HTTP --https $ORIGIN_HTTPS --dns $ORIGIN_DNS --ca-out "$TMP/origin-ca.pem"
 ORIGIN_PID=$BG_PID
-wait_tcp $ORIGIN_HTTP 15 && wait_tcp $ORIGIN_HTTPS 15 && wait_tcp $ORIGIN_DNS 15 || { log "origin did not start: $(cat "$OUT/origin.log")"; exit 1; }
+# A port another program holds would answer wait_tcp too: the origin must be alive and ready.
+for ((i = 0; i < 150; i++)); do
+	grep -q '^origin ready' "$OUT/origin.log" 2>/dev/null && break
+	kill -0 "$ORIGIN_PID" 2>/dev/null || break
+	sleep 0.1
+done
+grep -q '^origin ready' "$OUT/origin.log" || { log "origin did not start: $(cat "$OUT/origin.log")"; exit 1; }
 for ((i = 0; i < 50; i++)); do [[ -s $TMP/origin-ca.pem ]] && break; sleep 0.1; done
 
 # ---- direct (ceiling) -----------------------------------------------------------
@@ -291,7 +297,7 @@ EOF
 	cp "$TMP/squid/squid.conf" "$OUT/squid.conf"
 	start_bg squid squid -N -f "$TMP/squid/squid.conf"
 	SQUID_PID=$BG_PID
-	if wait_tcp $SQUID_ADDR 30; then
+	if wait_tcp $SQUID_ADDR 30 && sleep 0.5 && kill -0 "$SQUID_PID" 2>/dev/null; then
 		http_suites squid --proxy $SQUID_ADDR
 		record_rss squid "$SQUID_PID"
 	else
@@ -332,7 +338,7 @@ EOF
 	cp "$TMP/unbound/unbound.conf" "$OUT/unbound.conf"
 	start_bg unbound unbound -d -c "$TMP/unbound/unbound.conf"
 	UNBOUND_PID=$BG_PID
-	if wait_tcp $UNBOUND_ADDR 120; then
+	if wait_tcp $UNBOUND_ADDR 120 && kill -0 "$UNBOUND_PID" 2>/dev/null; then
 		dns_suites unbound $UNBOUND_ADDR
 		record_rss unbound "$UNBOUND_PID"
 	else
@@ -347,7 +353,7 @@ if has_peer cordon; then
 	# shellcheck disable=SC2086 # CORDON_CMD is a command line
 	start_bg cordon $CORDON_CMD
 	CORDON_PID=$BG_PID
-	if wait_tcp "$CORDON_PROXY" "$CORDON_START_TIMEOUT"; then
+	if wait_tcp "$CORDON_PROXY" "$CORDON_START_TIMEOUT" && kill -0 "$CORDON_PID" 2>/dev/null; then
 		http_suites cordon --proxy "$CORDON_PROXY"
 		if wait_tcp "$CORDON_DNS" 10; then dns_suites cordon "$CORDON_DNS"; fi
 		record_rss cordon "$CORDON_PID"
