@@ -42,9 +42,9 @@ type Config struct {
 	// Categorizer declares the feeds (default: the bundled lists), their
 	// refresh, the GeoIP database and the newly_seen category.
 	Categorizer categorizer.Config `yaml:"categorizer"`
-	Proxy   proxy.Config     `yaml:"proxy"`
-	DNS     dnsfilter.Config `yaml:"dns"`
-	Reports reports.Config   `yaml:"reports"`
+	Proxy       proxy.Config       `yaml:"proxy"`
+	DNS         dnsfilter.Config   `yaml:"dns"`
+	Reports     reports.Config     `yaml:"reports"`
 }
 
 // RedisConfig turns on shared state. Either URL (single node) or Addrs
@@ -97,13 +97,13 @@ type PolicyConfig struct {
 
 func defaultConfig() Config {
 	return Config{
-		DataDir: "./cordon-data",
-		Role:    "all",
-		Admin:   AdminConfig{Listen: "127.0.0.1:8080"},
-		Proxy:   proxy.Defaults(),
-		Reports: reports.Defaults(),
+		DataDir:     "./cordon-data",
+		Role:        "all",
+		Admin:       AdminConfig{Listen: "127.0.0.1:8080"},
+		Proxy:       proxy.Defaults(),
+		Reports:     reports.Defaults(),
 		Categorizer: categorizer.Defaults(),
-		Redis:   RedisConfig{KeyPrefix: "cordon:"},
+		Redis:       RedisConfig{KeyPrefix: "cordon:"},
 	}
 }
 

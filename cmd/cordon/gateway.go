@@ -56,8 +56,8 @@ type gateway struct {
 	adminToken string
 	indexReady atomic.Bool
 
-	bg     sync.WaitGroup
-	cancel context.CancelFunc
+	bg      sync.WaitGroup
+	cancel  context.CancelFunc
 	closers []func(context.Context) error
 }
 

@@ -14,7 +14,7 @@ import (
 // serveFlags are the command-line overrides of the config file.
 type serveFlags struct {
 	config, dataDir, redis, role, proxyListen, dnsListen, adminListen, logLevel string
-	checkConfig                                                                bool
+	checkConfig                                                                 bool
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
