@@ -61,18 +61,50 @@ func normalizeHostBytes(b []byte) (string, error) {
 			return NormalizeHost(string(b))
 		}
 	}
-	buf := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	s := string(buf)
-	if err := checkHost(s); err != nil {
+	lowerASCII(b) // parser lines are scratch buffers: lower-case in place
+	if err := checkHostBytes(b); err != nil {
 		return "", err
 	}
-	return s, nil
+	return string(b), nil
+}
+
+// lowerASCII lower-cases ASCII letters in place.
+func lowerASCII(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+}
+
+// checkHostBytes is checkHost without converting to a string first; the
+// error path (rare) allocates.
+func checkHostBytes(b []byte) error {
+	if len(b) == 0 || len(b) > maxHostLen {
+		return checkHost(string(b))
+	}
+	label := 0
+	for _, c := range b {
+		switch {
+		case c == '.':
+			if label == 0 {
+				return checkHost(string(b))
+			}
+			label = 0
+			continue
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return checkHost(string(b))
+		}
+		label++
+		if label > 63 {
+			return checkHost(string(b))
+		}
+	}
+	if label == 0 {
+		return checkHost(string(b))
+	}
+	return nil
 }
 
 // checkHost validates an already lower-cased ASCII name.

@@ -288,9 +288,20 @@ func cutComment(line []byte) []byte {
 	return line
 }
 
+// mayBeIP is the cheap pre-check of parseIPLiteral on bytes.
+func mayBeIP(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	c := b[len(b)-1]
+	return '0' <= c && c <= '9' || c == ']' || bytes.IndexByte(b, ':') >= 0
+}
+
 // addDomain emits a domain entry (or a /32, /128 for an IP literal).
 func (p *lineParser) addDomain(line, name []byte, wildcard, exception bool) {
-	if a, ok := parseIPLiteral(string(name)); ok && !wildcard {
+	if !mayBeIP(name) {
+		// fast path: not an address
+	} else if a, ok := parseIPLiteral(string(name)); ok && !wildcard {
 		p.put(Entry{Kind: KindCIDR, Prefix: netip.PrefixFrom(a, a.BitLen()), Exception: exception})
 		return
 	}

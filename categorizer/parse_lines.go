@@ -74,14 +74,16 @@ func (p *lineParser) hosts(line []byte) {
 		return
 	}
 	for _, name := range f[1:] {
-		lname := strings.ToLower(strings.TrimSuffix(string(name), "."))
-		if localNames[lname] {
+		lowerASCII(name)
+		if localNames[string(bytes.TrimSuffix(name, []byte(".")))] {
 			p.stats.Ignored++
 			continue
 		}
-		if _, ok := parseIPLiteral(lname); ok {
-			p.stats.Ignored++ // "0.0.0.0 0.0.0.0" style self-mappings
-			continue
+		if mayBeIP(name) {
+			if _, ok := parseIPLiteral(string(name)); ok {
+				p.stats.Ignored++ // "0.0.0.0 0.0.0.0" style self-mappings
+				continue
+			}
 		}
 		p.addDomain(line, name, false, false)
 	}
