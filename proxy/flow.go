@@ -115,6 +115,10 @@ func (s *Server) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 	}
 	ex.upstream = time.Since(t0)
 	if err != nil {
+		if req.Context().Err() != nil {
+			// The client went away: not the origin's failure.
+			return nil, err
+		}
 		// Answer with the error page here: goproxy drops a decrypted
 		// tunnel on a round-trip error instead of running the response
 		// filter, and a bad origin certificate must show a page.
@@ -139,6 +143,11 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) (out *ht
 		ex = &exchange{id: s.newID(), start: time.Now()}
 	}
 	if resp == nil {
+		if ctx.Req.Context().Err() != nil {
+			ex.status = 499 // client closed the request (nginx's convention)
+			return &http.Response{StatusCode: 499, Status: "499 Client Closed Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: http.Header{}, Body: http.NoBody, Request: ctx.Req}
+		}
 		resp = s.upstreamError(ctx.Req, ex, ctx.Error)
 	} else if !ex.local {
 		removeHopHeaders(resp.Header)

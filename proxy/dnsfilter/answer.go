@@ -276,6 +276,9 @@ func (s *Server) answerAny(q *query) {
 func (s *Server) answerSafeSearch(q *query, target string, do, cd bool) {
 	qn := q.msg.Question[0]
 	e, err := s.resolve(cacheKey{name: target, qtype: qn.Qtype, bits: keyBits(do, cd)}, q)
+	if err == errDeferred {
+		return
+	}
 	if err != nil {
 		s.answerRcode(q, dns.RcodeServerFailure, maServFail, dns.ExtendedErrorCodeNoReachableAuthority, "upstream resolvers failed")
 		return

@@ -24,7 +24,13 @@ type query struct {
 	// otherwise handle identifies the client by address.
 	principal *policies.Principal
 	tokenAuth bool
-	start     time.Time
+	// mayDefer lets resolve return errDeferred instead of waiting for an
+	// upstream (the UDP reader then finishes the query on a goroutine of
+	// its own and runs handle again with resumed set).
+	mayDefer bool
+	deferred bool
+	resumed  bool
+	start    time.Time
 	ed        ednsInfo
 	maxSize   int
 
@@ -97,7 +103,7 @@ func (s *Server) handle(q *query) {
 		s.answerRcode(q, dns.RcodeNotImplemented, maInvalid, noEDE, "")
 		return
 	}
-	if len(m.Question) != 1 {
+	if len(m.Question) != 1 || len(m.Answer) > 0 || len(m.Ns) > 0 || len(m.Extra) > 2 {
 		s.metrics.invalid.Inc()
 		s.answerRcode(q, dns.RcodeFormatError, maInvalid, noEDE, "")
 		return
@@ -124,7 +130,7 @@ func (s *Server) handle(q *query) {
 	}
 
 	// 3. Rate limit.
-	if s.limiter != nil && !s.limiter.allow(q.client, q.start) {
+	if s.limiter != nil && !q.resumed && !s.limiter.allow(q.client, q.start) {
 		s.metrics.rateLimited.Inc()
 		q.reason = "rate_limited"
 		s.answerRcode(q, dns.RcodeRefused, maRateLimited, noEDE, "")
@@ -165,6 +171,9 @@ func (s *Server) handle(q *query) {
 
 	// 7. Resolve.
 	e, err := s.resolve(key, q)
+	if err == errDeferred {
+		return
+	}
 	if err != nil {
 		if s.logger.Enabled(context.Background(), slog.LevelDebug) {
 			s.logger.Debug("resolve failed", "host", q.req.Host, "err", err)
@@ -213,6 +222,10 @@ func (s *Server) inspect(q *query, e *entry) bool {
 	return false
 }
 
+// errDeferred is resolve's answer when the query may not wait for an
+// upstream here (query.mayDefer).
+var errDeferred = errors.New("dnsfilter: resolution deferred")
+
 // resolve returns the answer for key from the cache, or from upstream with
 // concurrent misses of one key coalesced into one upstream query.
 func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
@@ -221,6 +234,10 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 		s.metrics.cacheHits.Inc()
 		s.maybePrefetch(key, e, now)
 		return e, nil
+	}
+	if q.mayDefer {
+		q.deferred = true
+		return nil, errDeferred
 	}
 	s.metrics.cacheMisses.Inc()
 	ctx, cancel := context.WithTimeout(s.baseCtx, time.Duration(s.cfg.QueryTimeout))

@@ -61,9 +61,30 @@ type Server struct {
 	closed  bool
 }
 
+// served is one running listener.
 type served struct {
-	srv    *dns.Server
-	closer interface{ Close() error }
+	serve    func() error
+	shutdown func(ctx context.Context) error // graceful: stop reading, wait for in-flight answers
+	close    func()                           // abrupt: close the socket
+}
+
+func servedUDP(u *udpServer) *served {
+	return &served{
+		serve: u.serve,
+		shutdown: func(ctx context.Context) error {
+			u.close()
+			return u.wait(ctx)
+		},
+		close: u.close,
+	}
+}
+
+func servedDNS(srv *dns.Server, c interface{ Close() error }) *served {
+	return &served{
+		serve:    srv.ActivateAndServe,
+		shutdown: srv.ShutdownContext,
+		close:    func() { _ = c.Close() },
+	}
 }
 
 // prefetchMax bounds concurrent background refreshes.
@@ -158,18 +179,20 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		return ErrServerClosed
 	}
 	var run []*served
-	if udp != nil {
-		run = append(run, &served{srv: s.dnsServer(udpHandler{s}, udp, nil), closer: udp})
+	if uc, ok := udp.(*net.UDPConn); ok {
+		run = append(run, servedUDP(newUDPServer(s, uc)))
+	} else if udp != nil {
+		run = append(run, servedDNS(s.dnsServer(udpHandler{s}, udp, nil), udp))
 	}
 	if tcp != nil {
-		run = append(run, &served{srv: s.dnsServer(tcpHandler{s}, nil, tcp), closer: tcp})
+		run = append(run, servedDNS(s.dnsServer(tcpHandler{s}, nil, tcp), tcp))
 	}
 	s.servers = append(s.servers, run...)
 	s.mu.Unlock()
 
 	errc := make(chan error, len(run))
 	for _, r := range run {
-		go func() { errc <- r.srv.ActivateAndServe() }()
+		go func() { errc <- r.serve() }()
 	}
 	var errs []error
 	for range run {
@@ -179,7 +202,7 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		if len(errs) == 1 && !s.isClosed() {
 			// One listener failed: stop the other too.
 			for _, r := range run {
-				r.closer.Close()
+				r.close()
 			}
 		}
 	}
@@ -226,10 +249,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	var errs []error
 	for _, r := range servers {
-		if err := r.srv.ShutdownContext(ctx); err != nil {
-			// Not started yet (or already stopped): closing the socket
-			// makes ActivateAndServe return.
-			r.closer.Close()
+		if err := r.shutdown(ctx); err != nil {
+			// Not started yet, already stopped, or ctx done: closing the
+			// socket makes the serve loop return.
+			r.close()
 		}
 	}
 	s.cancel()
