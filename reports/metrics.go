@@ -19,6 +19,8 @@ const (
 type metrics struct {
 	received      prometheus.Counter
 	dropped       *prometheus.CounterVec
+	dropQueueFull prometheus.Counter // dropped{reason="queue_full"}, resolved once
+	dropClosed    prometheus.Counter
 	queueLen      prometheus.GaugeFunc
 	flushes       *prometheus.CounterVec
 	flushSeconds  prometheus.Histogram
@@ -65,9 +67,9 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 		compactions: f.NewCounterVec(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem,
 			Name: "compactions_total", Help: "Local store compactions, by result (ok, error)."}, []string{"result"}),
 	}
-	for _, r := range []string{dropQueueFull, dropBufferFull, dropClosed} {
-		m.dropped.WithLabelValues(r)
-	}
+	m.dropQueueFull = m.dropped.WithLabelValues(dropQueueFull)
+	m.dropClosed = m.dropped.WithLabelValues(dropClosed)
+	m.dropped.WithLabelValues(dropBufferFull)
 	for _, r := range []string{"ok", "error"} {
 		m.flushes.WithLabelValues(r)
 		m.compactions.WithLabelValues(r)

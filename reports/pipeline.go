@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +60,7 @@ type Pipeline struct {
 
 	// worker-only state
 	delta *Delta
+	line  []byte
 	alog  *accessLog
 	slog  *syslogWriter
 
@@ -149,21 +148,27 @@ func (p *Pipeline) Record(ev *policies.AccessEvent) {
 		return
 	}
 	if p.closed.Load() {
-		p.m.dropped.WithLabelValues(dropClosed).Inc()
+		p.m.dropClosed.Inc()
 		return
 	}
-	c := new(policies.AccessEvent)
+	// A pooled copy: the slices keep their capacity between uses, so
+	// steady-state recording allocates nothing.
+	c := eventPool.Get().(*policies.AccessEvent)
+	groups, cats, threats := c.Groups[:0], c.Categories[:0], c.Threats[:0]
 	*c = *ev
-	c.Groups = slices.Clone(ev.Groups)
-	c.Categories = slices.Clone(ev.Categories)
-	c.Threats = slices.Clone(ev.Threats)
+	c.Groups = append(groups, ev.Groups...)
+	c.Categories = append(cats, ev.Categories...)
+	c.Threats = append(threats, ev.Threats...)
 	select {
 	case p.events <- c:
 		p.m.received.Inc()
 	default:
-		p.m.dropped.WithLabelValues(dropQueueFull).Inc()
+		eventPool.Put(c)
+		p.m.dropQueueFull.Inc()
 	}
 }
+
+var eventPool = sync.Pool{New: func() any { return new(policies.AccessEvent) }}
 
 // work is the single worker: log, syslog, aggregate; hand the delta to the
 // store buffer every FlushInterval.
@@ -226,9 +231,9 @@ func (p *Pipeline) handle(ev *policies.AccessEvent) {
 		ev.Path = ""
 	}
 	if p.alog != nil || p.slog != nil {
-		line, err := json.Marshal(ev)
+		line, err := marshalEvent(p.line[:0], ev)
+		p.line = line
 		if err == nil {
-			line = append(line, '\n')
 			if p.alog != nil {
 				n, rotated, werr := p.alog.Write(line)
 				p.m.logBytes.Add(float64(n))
@@ -250,6 +255,7 @@ func (p *Pipeline) handle(ev *policies.AccessEvent) {
 		}
 	}
 	p.delta.Add(ev)
+	eventPool.Put(ev)
 }
 
 // handOff moves the worker's delta into the bounded store buffer, or
