@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cordon-gw/cordon/policies"
 )
 
 const cliUsage = `usage: cordon report <overview | user NAME | group NAME | location NAME> [flags]
@@ -111,6 +113,7 @@ func ReportCLI(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+	req.Header.Set(policies.ClientHeader, "cli")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("reports: cli: %w", err)

@@ -31,8 +31,16 @@ func TestOpenAPIFragment(t *testing.T) {
 			t.Errorf("route %s %s not in the fragment", rt.Method, rt.Pattern)
 			continue
 		}
-		if _, ok := ops[strings.ToLower(rt.Method)]; !ok {
+		op, ok := ops[strings.ToLower(rt.Method)]
+		if !ok {
 			t.Errorf("route %s %s: no %s operation", rt.Method, rt.Pattern, strings.ToLower(rt.Method))
+			continue
+		}
+		var fields struct {
+			Perm string `json:"x-permission"`
+		}
+		if err := json.Unmarshal(op, &fields); err != nil || fields.Perm != "read" {
+			t.Errorf("route %s %s: x-permission %q, want read (policies.PermRead)", rt.Method, rt.Pattern, fields.Perm)
 		}
 	}
 	if len(doc.Paths) != len(h.APIRoutes()) {
