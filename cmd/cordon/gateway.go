@@ -263,7 +263,8 @@ func (g *gateway) openSnapshotStore() (categorizer.SnapshotStore, error) {
 func (g *gateway) setupPolicies(ctx, bgctx context.Context) error {
 	var store policies.Store
 	if g.rdb != nil {
-		store = polredis.New(g.rdb, polredis.Config{Prefix: g.cfg.Redis.KeyPrefix + "policy", Logger: g.log})
+		remote := polredis.New(g.rdb, polredis.Config{Prefix: g.cfg.Redis.KeyPrefix + "policy", Logger: g.log})
+		store = newCachedPolicyStore(remote, g.cfg.path("policy-cache.json"), g.log)
 	} else {
 		fs, err := policies.OpenFileStore(g.cfg.path("policy"))
 		if err != nil {
