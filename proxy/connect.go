@@ -93,13 +93,11 @@ func (s *Server) connectVerdict(ctx *goproxy.ProxyCtx, ex *exchange, d policies.
 	case policies.ActionBlock:
 		return s.rejectConnect(ctx, ex, http.StatusForbidden, "blocked by policy: "+describeReason(d), "block")
 	case policies.ActionWarn:
-		if s.warns.acknowledged(ex.userKey(), ex.host) {
-			return nil
-		}
-		if s.cfg.ConnectWarn == "block" {
+		if s.cfg.ConnectWarn == "block" && !s.warns.acknowledged(ex.userKey(), ex.host) {
 			return s.rejectConnect(ctx, ex, http.StatusForbidden,
 				"caution required: open http://"+ex.host+"/ in a browser to confirm and continue", "warn")
 		}
+		ex.warnPassed = true
 	}
 	return nil
 }
@@ -212,8 +210,10 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	if err == nil && sni != "" {
 		if h := normalizeHost(sni); h != "" && h != ex.host {
 			d := s.decide(ex, h, "", addrs[0])
+			ex.warnPassed = d.Action == policies.ActionWarn
 			if d.Action == policies.ActionBlock ||
 				(d.Action == policies.ActionWarn && s.cfg.ConnectWarn == "block" && !s.warns.acknowledged(ex.userKey(), h)) {
+				ex.warnPassed = false
 				ex.status = http.StatusForbidden
 				_, _ = client.Write(tlsAlertAccessDenied)
 				_ = up.Close()

@@ -41,7 +41,8 @@ type exchange struct {
 	decision policies.Decision
 	verdict  categorizer.Verdict
 	// refusal replaces the decision reason when the proxy refused the
-	// request itself ("auth", "destination", "loop", "bad_request").
+	// request itself ("auth", "destination", "port", "loop",
+	// "bad_request", "resolve"), or "page" for the proxy's own forms.
 	refusal string
 
 	status   int
@@ -58,6 +59,9 @@ type exchange struct {
 	// local: the proxy answered itself (page or form), nothing went
 	// upstream.
 	local bool
+	// warnPassed: the decision was warn and the request went through
+	// (acknowledged, or connect_warn allow); the event says "allow".
+	warnPassed bool
 	// inTunnel: this request came through a decrypted tunnel.
 	inTunnel bool
 	finished atomic.Bool
@@ -126,6 +130,9 @@ func (s *Server) finish(ex *exchange) {
 	if ex.decided {
 		d := ex.decision
 		ev.Action = d.Action.String()
+		if ex.warnPassed {
+			ev.Action = policies.ActionAllow.String()
+		}
 		ev.RuleAction = d.RuleAction.String()
 		ev.Monitor = d.Monitor
 		ev.RuleID = d.RuleID
@@ -136,6 +143,9 @@ func (s *Server) finish(ex *exchange) {
 		if len(ev.Categories) > 0 {
 			category = ev.Categories[0]
 		}
+	} else if ex.refusal == "page" {
+		// The proxy's own forms (continue, review): nothing was decided.
+		ev.Action = policies.ActionAllow.String()
 	} else {
 		ev.Action = policies.ActionBlock.String()
 		ev.RuleAction = ev.Action

@@ -88,6 +88,7 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *ht
 		if !s.warns.acknowledged(ex.userKey(), host) {
 			return req, s.warnPage(req, ex)
 		}
+		ex.warnPassed = true
 	}
 
 	if d.SafeSearch {

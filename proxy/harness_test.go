@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -246,6 +248,8 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 		}
 		return minter.leaf(name)
 	}}
+	// Tests close tunnels mid-handshake on purpose; keep the origin quiet.
+	h.tlsOrigin.Config.ErrorLog = log.New(io.Discard, "", 0)
 	h.tlsOrigin.StartTLS()
 	t.Cleanup(h.tlsOrigin.Close)
 

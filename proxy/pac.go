@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 )
@@ -15,11 +16,14 @@ type pacHandler struct {
 	// policyBypass returns the policy's bypass-list hosts ("example.com",
 	// "*.example.com"); they go DIRECT in every variant.
 	policyBypass func() []string
+	// locate returns the policy location of a client address ("" when
+	// none); it picks the variant when the URL names no location.
+	locate func(ip netip.Addr) string
 }
 
-func newPACHandler(cfg Config, policyBypass func() []string) *pacHandler {
+func newPACHandler(cfg Config, policyBypass func() []string, locate func(netip.Addr) string) *pacHandler {
 	_, port, _ := net.SplitHostPort(cfg.Listen)
-	h := &pacHandler{cfg: cfg.PAC, policyBypass: policyBypass}
+	h := &pacHandler{cfg: cfg.PAC, policyBypass: policyBypass, locate: locate}
 	h.proxyPort.Store(port)
 	return h
 }
@@ -33,8 +37,9 @@ func (h *pacHandler) setListener(addr net.Addr) {
 }
 
 // PACHandler serves the proxy auto-config file (mount it at /proxy.pac and
-// /wpad.dat). ?location=<name> selects a location's variant; an unknown
-// location gets the default one.
+// /wpad.dat). ?location=<name> selects a location's variant; without it
+// the location of the client's address in the policy does; an unknown
+// location gets the default variant.
 func (s *Server) PACHandler() http.Handler { return s.pac }
 
 // pacVariant is the resolved PAC settings for one location.
@@ -91,7 +96,11 @@ func (h *pacHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	v := h.variant(r.URL.Query().Get("location"))
+	loc := r.URL.Query().Get("location")
+	if loc == "" && h.locate != nil {
+		loc = h.locate(remoteAddr(r))
+	}
+	v := h.variant(loc)
 	if len(v.edges) == 0 {
 		// Default: the host this file was fetched from, on the proxy port.
 		host := stripPort(r.Host)

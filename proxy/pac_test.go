@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +67,13 @@ func TestPACInNode(t *testing.T) {
 			"paris": {Edges: []string{"paris1.example.net:3128"}, Direct: &direct, Bypass: []string{"*.fr.corp"}},
 		},
 	}
-	h := newPACHandler(cfg, func() []string { return []string{"bypass.example", "*.cdn.example"} })
+	h := newPACHandler(cfg, func() []string { return []string{"bypass.example", "*.cdn.example"} },
+		func(ip netip.Addr) string {
+			if netip.MustParsePrefix("10.33.0.0/16").Contains(ip) {
+				return "paris"
+			}
+			return ""
+		})
 	const proxies = "PROXY edge1.example.net:3128; PROXY edge2.example.net:3128"
 	cases := []struct {
 		url, host, want string
@@ -121,13 +128,21 @@ func TestPACInNode(t *testing.T) {
 			t.Errorf("paris case %d = %q, want %q", i, paris[i], want[i])
 		}
 	}
+	// A client in the Paris network gets the Paris variant unasked.
+	req := httptest.NewRequest("GET", "http://proxy.example/proxy.pac", nil)
+	req.RemoteAddr = "10.33.4.5:51000"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if !strings.Contains(rec.Body.String(), "PROXY paris1.example.net:3128; DIRECT") {
+		t.Errorf("PAC for a Paris client is not the Paris variant:\n%s", rec.Body.String())
+	}
 }
 
 func TestPACDefaultEdgeAndKeepOptions(t *testing.T) {
 	cfg := Defaults()
 	cfg.PAC.KeepPlainHostNames = true
 	cfg.PAC.KeepPrivateNetworks = true
-	h := newPACHandler(cfg, nil)
+	h := newPACHandler(cfg, nil, nil)
 	pac := fetchPAC(t, h, "http://gw.example:8080/wpad.dat")
 	got := evalPAC(t, pac, [][2]string{{"http://intranet/", "intranet"}, {"http://10.0.0.1/", "10.0.0.1"}})
 	for i, g := range got {

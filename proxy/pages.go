@@ -288,6 +288,7 @@ const maxComment = 2000
 func (s *Server) handleForm(req *http.Request, ex *exchange) *http.Response {
 	ex.host = normalizeHost(req.URL.Hostname())
 	ex.path = req.URL.Path
+	ex.refusal = "page"
 	switch strings.TrimPrefix(req.URL.Path, pagePrefix) {
 	case "continue":
 		return s.handleContinue(req, ex)

@@ -216,8 +216,16 @@ func TestWarnThenContinue(t *testing.T) {
 		t.Fatalf("after continue = %d %q, want the site", resp.StatusCode, body)
 	}
 	ev := h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Host == "social.test" && ev.Status == 200 })
-	if ev.RuleID != "warn-social" || ev.Action != "warn" {
-		t.Errorf("continued event = %+v, want rule warn-social action warn", ev)
+	if ev.RuleID != "warn-social" || ev.Action != "allow" || ev.RuleAction != "warn" {
+		t.Errorf("continued event = %+v, want rule warn-social, action allow, rule action warn", ev)
+	}
+	shown := h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Host == "social.test" && ev.Status == 403 })
+	if shown.Action != "warn" {
+		t.Errorf("warn page event = %+v, want action warn", shown)
+	}
+	form := h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Path == "/.cordon/continue" && ev.Status == 303 })
+	if form.Action != "allow" || form.Reason != "page" {
+		t.Errorf("continue post event = %+v", form)
 	}
 	// The acknowledgement is per user (here: client address) and host.
 	if !h.srv.warns.acknowledged("ip:127.0.0.1", "social.test") || h.srv.warns.acknowledged("ip:127.0.0.2", "social.test") {
@@ -742,4 +750,34 @@ func verifyChain(cs tls.ConnectionState, roots *x509.CertPool, host string) erro
 	}
 	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host})
 	return err
+}
+
+// TestParityWithEngine: one table of hosts decided by Engine.Check and by
+// the running proxy (plain HTTP and CONNECT); the transports must agree
+// with the engine.
+func TestParityWithEngine(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: Config{ConnectWarn: "block"}})
+	c := h.client(nil)
+	_, tlsPort, _ := net.SplitHostPort(h.tlsOrigin.Listener.Addr().String())
+	for _, host := range []string{"allowed.test", "casino.test", "social.test", "news.test", "malware.test", "blocked.test", "bank.test"} {
+		r := policies.Request{ClientIP: netip.MustParseAddr("127.0.0.1"), Host: host, Protocol: policies.ProtoHTTP,
+			Path: "/", DestIP: netip.MustParseAddr("127.0.0.1")}
+		if p, ok := h.engine.ClientPrincipal(r.ClientIP); ok {
+			r.Principal = p
+		}
+		d, _ := h.engine.Check(&r)
+		wantHTTP, wantConnect := 200, 200
+		if d.Action != policies.ActionAllow {
+			wantHTTP, wantConnect = 403, 403
+		}
+		resp, _ := get(t, c, h.httpURL(host, "/"))
+		if resp.StatusCode != wantHTTP {
+			t.Errorf("%s: engine says %v, proxy HTTP answered %d", host, d.Action, resp.StatusCode)
+		}
+		cresp, conn, _ := connect(t, h, host+":"+tlsPort)
+		conn.Close()
+		if cresp.StatusCode != wantConnect {
+			t.Errorf("%s: engine says %v, proxy CONNECT answered %d", host, d.Action, cresp.StatusCode)
+		}
+	}
 }

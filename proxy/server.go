@@ -120,7 +120,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.pages, err = newPages(cfg.PageTemplates); err != nil {
 		return nil, err
 	}
-	s.pac = newPACHandler(cfg, s.policyBypass)
+	s.pac = newPACHandler(cfg, s.policyBypass, s.clientLocation)
 	s.secret = make([]byte, 32)
 	idp := make([]byte, 4)
 	if _, err := rand.Read(s.secret); err != nil {
@@ -352,6 +352,14 @@ func (s *Server) policyBypass() []string {
 		return nil
 	}
 	return c.Policy().BypassHosts()
+}
+
+// clientLocation is the policy location of a client address, "" if none.
+func (s *Server) clientLocation(ip netip.Addr) string {
+	if p, ok := s.engine.ClientPrincipal(ip); ok && p != nil {
+		return p.Location
+	}
+	return ""
 }
 
 // decide fills ex with the engine's decision and observes its latency.

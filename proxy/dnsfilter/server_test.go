@@ -1005,3 +1005,76 @@ func TestShutdownStopsGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines after Shutdown, %d before", n, before)
 	}
 }
+
+// TestWildcardBindAnswersFromQueriedAddress binds the UDP socket to the
+// unspecified address: answers must leave from the address the query went
+// to, or a connected client never sees them.
+func TestWildcardBindAnswersFromQueriedAddress(t *testing.T) {
+	z := newZone(t, testRecords...)
+	up := startDNS(t, z)
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	for _, tt := range []struct{ bind, dial string }{
+		{"0.0.0.0:0", "127.0.0.1"},
+		{"[::]:0", "127.0.0.1"},
+		{"[::]:0", "::1"},
+	} {
+		pc, err := net.ListenPacket("udp", tt.bind)
+		if err != nil {
+			t.Logf("%s: %v (no such family here)", tt.bind, err)
+			continue
+		}
+		s, err := New(Config{Upstreams: []string{up}}, Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = s.Serve(pc, nil) }()
+		_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
+		addr := net.JoinHostPort(tt.dial, port)
+		conn, err := net.Dial("udp", addr)
+		if err != nil {
+			_ = s.Shutdown(context.Background())
+			t.Logf("dial %s: %v (no such family here)", addr, err)
+			continue
+		}
+		conn.Close()
+		r := ask(t, addr, "udp", "allowed.test.", dns.TypeA, true)
+		_ = s.Shutdown(context.Background())
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Errorf("bind %s, query to %s: %v", tt.bind, tt.dial, r)
+		}
+	}
+}
+
+func TestUDPMalformedBody(t *testing.T) {
+	e := newEnv(t, "nxdomain", nil)
+	conn, err := net.Dial("udp", e.f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A header claiming one question, then a label running past the end.
+	if _, err := conn.Write([]byte{0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 9, 'a'}); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 512)
+	n, err := conn.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(b[:n]); err != nil || r.Id != 0xABCD || r.Rcode != dns.RcodeFormatError || !r.RecursionDesired || n != headerLen {
+		t.Fatalf("answer %v (%d bytes, %v), want a bare FORMERR header echoing ID and RD", r, n, err)
+	}
+	// A response is dropped: nothing comes back, the server still serves.
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.test.", dns.TypeA)
+	m.Response = true
+	wire, _ := m.Pack()
+	if _, err := conn.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask(t, e.f.addr, "udp", "allowed.test.", dns.TypeA, true); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("after a reflected response: %s", dns.RcodeToString[r.Rcode])
+	}
+}
