@@ -1575,6 +1575,7 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	// Services select a workload and target its container ports.
+	clientPorts := map[string]string{}
 	for name, s := range o.services {
 		where := "Service " + name
 		var wl []string
@@ -1599,13 +1600,18 @@ func TestKubernetes(t *testing.T) {
 				continue
 			}
 			if roles[wl[0]] == "edge" {
-				want := map[string]int32{"3128/TCP": 3128, "53/UDP": 5353, "53/TCP": 5353}
+				want := map[string]int32{"3128/TCP": 3128, "53/UDP": 5353, "53/TCP": 5353, "8080/TCP": adminPort}
 				if w, ok := want[fmt.Sprintf("%d/%s", sp.Port, sp.Protocol)]; !ok || w != n {
-					t.Errorf("%s: port %d/%s → %d, want 3128→3128 and 53→5353 (UDP and TCP)", where, sp.Port, sp.Protocol, n)
+					t.Errorf("%s: port %d/%s → %d, want 3128→3128, 53→5353 (UDP and TCP) or 8080→8080", where, sp.Port, sp.Protocol, n)
+				}
+				if sp.Port != adminPort {
+					clientPorts[fmt.Sprintf("%d/%s", sp.Port, sp.Protocol)] = name
+				} else if s.Spec.Type != "" && s.Spec.Type != corev1.ServiceTypeClusterIP {
+					t.Errorf("%s: the edges' admin port (unauthenticated /metrics) on a %s Service; keep it ClusterIP behind an Ingress", where, s.Spec.Type)
 				}
 			}
 		}
-		if roles[wl[0]] == "edge" {
+		if roles[wl[0]] == "edge" && slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port != adminPort }) {
 			if len(s.Spec.Ports) != 3 {
 				t.Errorf("%s: %d ports, want proxy 3128 and DNS 53 over UDP and TCP", where, len(s.Spec.Ports))
 			}
@@ -1621,6 +1627,10 @@ func TestKubernetes(t *testing.T) {
 				t.Errorf("%s: type %s; the admin API stays inside the cluster", where, s.Spec.Type)
 			}
 		}
+	}
+
+	if len(clientPorts) != 3 {
+		t.Errorf("k8s: edge Services publish %v, want 3128/TCP, 53/UDP and 53/TCP", clientPorts)
 	}
 
 	// The edges have a disruption budget and an autoscaler on CPU.
