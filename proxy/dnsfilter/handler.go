@@ -31,8 +31,8 @@ type query struct {
 	deferred bool
 	resumed  bool
 	start    time.Time
-	ed        ednsInfo
-	maxSize   int
+	ed       ednsInfo
+	maxSize  int
 
 	req      policies.Request
 	dec      policies.Decision

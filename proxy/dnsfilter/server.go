@@ -65,7 +65,7 @@ type Server struct {
 type served struct {
 	serve    func() error
 	shutdown func(ctx context.Context) error // graceful: stop reading, wait for in-flight answers
-	close    func()                           // abrupt: close the socket
+	close    func()                          // abrupt: close the socket
 }
 
 func servedUDP(u *udpServer) *served {
