@@ -59,10 +59,11 @@ type Pipeline struct {
 	writerWG sync.WaitGroup
 
 	// worker-only state
-	delta *Delta
-	line  []byte
-	alog  *accessLog
-	slog  *syslogWriter
+	delta      *Delta
+	line       []byte
+	logFailing bool
+	alog       *accessLog
+	slog       *syslogWriter
 
 	// store buffer, shared by worker and writer
 	mu            sync.Mutex
@@ -70,6 +71,7 @@ type Pipeline struct {
 	pendingFields int
 	inflight      *Batch
 	inflightCells int
+	dropWarned    bool
 	kick          chan struct{}
 	writerStop    chan struct{}
 	seq           uint64
@@ -213,9 +215,22 @@ func (p *Pipeline) flushLog() {
 	if p.alog == nil {
 		return
 	}
-	if err := p.alog.Flush(); err != nil {
+	p.logResult(p.alog.Flush())
+}
+
+// logResult counts access log errors and logs the first of a run of
+// failures and the recovery, not every line (a full disk fails them all).
+func (p *Pipeline) logResult(err error) {
+	switch {
+	case err != nil:
 		p.m.logErrors.Inc()
-		p.logger.Error("access log flush failed", "err", err)
+		if !p.logFailing {
+			p.logFailing = true
+			p.logger.Error("access log write failed; counting further errors in cordon_reports_access_log_errors_total", "err", err)
+		}
+	case p.logFailing:
+		p.logFailing = false
+		p.logger.Info("access log writes succeed again")
 	}
 }
 
@@ -241,8 +256,7 @@ func (p *Pipeline) handle(ev *policies.AccessEvent) {
 					p.m.logRotations.Inc()
 				}
 				if werr != nil {
-					p.m.logErrors.Inc()
-					p.logger.Error("access log write failed", "err", werr)
+					p.logResult(werr)
 				}
 			}
 			if p.slog != nil {
@@ -272,9 +286,14 @@ func (p *Pipeline) handOff() {
 		p.pendingFields = p.pending.Fields() // the running sum over-counts merged cells
 	}
 	if p.inflightCells+p.pendingFields+n > p.cfg.BufferMaxFields {
+		warn := !p.dropWarned
+		p.dropWarned = true
 		p.mu.Unlock()
 		p.m.dropped.WithLabelValues(dropBufferFull).Add(float64(d.Events))
-		p.logger.Warn("reports buffer full, dropping aggregates", "events", d.Events, "cells", n)
+		if warn {
+			p.logger.Warn("reports buffer full; dropping aggregates until the store takes them (counted in cordon_reports_events_dropped_total)",
+				"events", d.Events, "cells", n, "buffer_max_fields", p.cfg.BufferMaxFields)
+		}
 		return
 	}
 	p.pending.Merge(d, p.cfg.MaxDomainsPerRow)
@@ -384,6 +403,7 @@ func (p *Pipeline) flushOnce() error {
 	p.m.storedEvents.Add(float64(b.Events))
 	p.mu.Lock()
 	p.inflight, p.inflightCells = nil, 0
+	p.dropWarned = false
 	p.m.bufferedCells.Set(float64(p.pendingFields))
 	p.m.bufferedEvts.Set(float64(p.pending.Events))
 	p.mu.Unlock()
