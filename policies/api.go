@@ -72,8 +72,10 @@ type API struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 
-	mu     sync.Mutex
-	routes []Route
+	mu      sync.Mutex
+	routes  []Route
+	doc     map[string]any // the OpenAPI document served, with added fragments
+	docJSON []byte
 
 	requests *prometheus.CounterVec
 }
@@ -102,6 +104,10 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		Namespace: obs.Namespace, Subsystem: subsystem, Name: "api_requests_total",
 		Help: "Admin API requests by route pattern and status code.",
 	}, []string{"route", "code"})
+	if err := json.Unmarshal(openAPIDoc, &a.doc); err != nil {
+		return nil, fmt.Errorf("policies: embedded openapi.json: %w", err)
+	}
+	a.docJSON = openAPIDoc
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -449,8 +455,11 @@ func versionResponse(v *Version) map[string]any {
 func (a *API) registerRoutes() {
 	p := APIPrefix
 	a.handle("GET", p+"/openapi.json", PermRead, func(w http.ResponseWriter, _ *http.Request, _ Actor) error {
+		a.mu.Lock()
+		doc := a.docJSON
+		a.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPIDoc)
+		_, _ = w.Write(doc)
 		return nil
 	})
 
@@ -1032,4 +1041,77 @@ func OwnedByPolicies(path string) bool {
 		}
 	}
 	return false
+}
+
+// AddOpenAPI merges an OpenAPI fragment describing mounted routes into the
+// document served at /api/v1/openapi.json: a JSON object with "paths"
+// and optionally "components" {"schemas": …}, in OpenAPI 3 form. An
+// operation or schema already documented is an error.
+func (a *API) AddOpenAPI(fragment []byte) error {
+	var frag struct {
+		Paths      map[string]map[string]any `json:"paths"`
+		Components struct {
+			Schemas map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := decodeStrictJSON(strings.NewReader(string(fragment)), &frag); err != nil {
+		return fmt.Errorf("policies: openapi fragment: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	paths, _ := a.doc["paths"].(map[string]any)
+	comps, _ := a.doc["components"].(map[string]any)
+	schemas, _ := comps["schemas"].(map[string]any)
+	if paths == nil || schemas == nil {
+		return fmt.Errorf("policies: openapi fragment: embedded document has no paths or schemas")
+	}
+	for p, ops := range frag.Paths {
+		cur, _ := paths[p].(map[string]any)
+		for m := range ops {
+			if _, dup := cur[m]; dup {
+				return fmt.Errorf("policies: openapi fragment: %s %s is already documented", strings.ToUpper(m), p)
+			}
+		}
+	}
+	for n := range frag.Components.Schemas {
+		if _, dup := schemas[n]; dup {
+			return fmt.Errorf("policies: openapi fragment: schema %q is already defined", n)
+		}
+	}
+	for p, ops := range frag.Paths {
+		cur, _ := paths[p].(map[string]any)
+		if cur == nil {
+			cur = map[string]any{}
+			paths[p] = cur
+		}
+		for m, op := range ops {
+			cur[m] = op
+		}
+	}
+	for n, sc := range frag.Components.Schemas {
+		schemas[n] = sc
+	}
+	b, err := json.MarshalIndent(a.doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("policies: openapi fragment: %w", err)
+	}
+	a.docJSON = b
+	return nil
+}
+
+// UndocumentedRoutes lists the registered routes (own and mounted) that
+// the served OpenAPI document does not describe; a test of the wiring
+// asserts it is empty.
+func (a *API) UndocumentedRoutes() []Route {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	paths, _ := a.doc["paths"].(map[string]any)
+	var out []Route
+	for _, r := range a.routes {
+		ops, _ := paths[r.Pattern].(map[string]any)
+		if _, ok := ops[strings.ToLower(r.Method)]; !ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }

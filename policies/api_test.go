@@ -298,9 +298,26 @@ func TestAPIMountAndOpenAPI(t *testing.T) {
 	if string(b) != "auditor-token:7" {
 		t.Errorf("mounted route answered %d %q", resp.StatusCode, b)
 	}
-	var doc map[string]any
-	if code := env.do(t, RoleAuditor, "GET", "/api/v1/openapi.json", "", "", &doc); code != 200 || doc["openapi"] == nil {
-		t.Fatalf("openapi.json: %d", code)
+	if got := env.api.UndocumentedRoutes(); len(got) != 1 || got[0].Pattern != "/api/v1/things/{id}" {
+		t.Fatalf("UndocumentedRoutes = %+v, want the mounted route", got)
+	}
+	frag := `{"paths": {"/api/v1/things/{id}": {"get": {"summary": "A thing", "x-permission": "read",
+		"responses": {"200": {"description": "OK"}}}}}}`
+	if err := env.api.AddOpenAPI([]byte(frag)); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.api.AddOpenAPI([]byte(frag)); err == nil {
+		t.Error("documenting the same operation twice was accepted")
+	}
+	if got := env.api.UndocumentedRoutes(); len(got) != 0 {
+		t.Errorf("UndocumentedRoutes after AddOpenAPI = %+v", got)
+	}
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if code := env.do(t, RoleAuditor, "GET", "/api/v1/openapi.json", "", "", &doc); code != 200 || doc.OpenAPI == "" || doc.Paths["/api/v1/things/{id}"]["get"] == nil {
+		t.Fatalf("openapi.json: %d, merged path missing", code)
 	}
 }
 

@@ -38,3 +38,5 @@ func (e *Engine) SetGeo(g *categorizer.Geo) {
 }
 
 var _ countryDB = (*categorizer.Geo)(nil)
+
+var _ newlySeenChecker = (*categorizer.NewlySeen)(nil)

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"encoding/json"
+	"github.com/cordon-gw/cordon/categorizer"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,9 +58,12 @@ func TestExamplePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := newTable()
-	tb.cats = append(tb.cats, "phishing", "social_networks")
-	if err := Validate(p, tb); err != nil {
+	// The example names only categories of the bundled default feeds.
+	ix, err := categorizer.BuildBundled(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(p, ix); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.BypassHosts(); len(got) != 1 || got[0] != "updates.example.com" {
