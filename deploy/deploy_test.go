@@ -32,6 +32,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8syaml "sigs.k8s.io/yaml"
@@ -1185,6 +1186,7 @@ type k8sObjects struct {
 	statefulSets map[string]*appsv1.StatefulSet
 	pdbs         map[string]*policyv1.PodDisruptionBudget
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
+	netpols      map[string]*networkingv1.NetworkPolicy
 	files        map[string][]string // file → kind/name
 }
 
@@ -1206,6 +1208,7 @@ func loadK8s(t *testing.T) *k8sObjects {
 		pvcs: map[string]*corev1.PersistentVolumeClaim{}, services: map[string]*corev1.Service{},
 		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		netpols: map[string]*networkingv1.NetworkPolicy{},
 		files: map[string][]string{},
 	}
 	paths, err := filepath.Glob(filepath.Join("k8s", "*.yaml"))
@@ -1274,6 +1277,10 @@ func loadK8s(t *testing.T) *k8sObjects {
 				v := &autoscalingv2.HorizontalPodAutoscaler{}
 				into = v
 				o.hpas[meta.Metadata.Name] = v
+			case "networking.k8s.io/v1 NetworkPolicy":
+				v := &networkingv1.NetworkPolicy{}
+				into = v
+				o.netpols[meta.Metadata.Name] = v
 			default:
 				t.Errorf("%s: unexpected %s %s", where, meta.APIVersion, meta.Kind)
 				continue
@@ -1475,6 +1482,9 @@ func TestKubernetes(t *testing.T) {
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
 				ref := e.ValueFrom.SecretKeyRef
 				s, ok := o.secrets[ref.Name]
+				if !ok && ref.Optional != nil && *ref.Optional {
+					continue
+				}
 				if !ok {
 					t.Errorf("%s: env %s: Secret %q does not exist", where, e.Name, ref.Name)
 				} else if _, ok := s.StringData[ref.Key]; !ok {
@@ -1631,6 +1641,46 @@ func TestKubernetes(t *testing.T) {
 
 	if len(clientPorts) != 3 {
 		t.Errorf("k8s: edge Services publish %v, want 3128/TCP, 53/UDP and 53/TCP", clientPorts)
+	}
+
+	// Network policies select a workload and open only its ports.
+	for name, np := range o.netpols {
+		where := "NetworkPolicy " + name
+		var wl []string
+		for wn, w := range workloads {
+			if labelsMatch(np.Spec.PodSelector.MatchLabels, w.labels) {
+				wl = append(wl, wn)
+			}
+		}
+		if len(wl) != 1 {
+			t.Errorf("%s: podSelector matches workloads %v, want exactly one", where, wl)
+			continue
+		}
+		c := workloads[wl[0]].spec.Containers[0]
+		for _, in := range np.Spec.Ingress {
+			for _, p := range in.Ports {
+				proto := corev1.ProtocolTCP
+				if p.Protocol != nil {
+					proto = *p.Protocol
+				}
+				if p.Port == nil {
+					t.Errorf("%s: an ingress rule opens every port", where)
+					continue
+				}
+				if _, ok := containerPort(c, *p.Port, proto); !ok {
+					t.Errorf("%s: opens %s/%s, which %s does not expose", where, p.Port.String(), proto, wl[0])
+				}
+			}
+		}
+	}
+	for wn := range workloads {
+		covered := false
+		for _, np := range o.netpols {
+			covered = covered || labelsMatch(np.Spec.PodSelector.MatchLabels, workloads[wn].labels)
+		}
+		if !covered {
+			t.Errorf("k8s: no NetworkPolicy selects %s", wn)
+		}
 	}
 
 	// The edges have a disruption budget and an autoscaler on CPU.
