@@ -199,8 +199,15 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	downDone := make(chan struct{})
 	go func() {
 		defer close(downDone)
-		n, _ := copyIdle(client, up, up, s.cfg.TunnelIdleTimeout, &lastActive)
+		n, err := copyIdle(client, up, up, s.cfg.TunnelIdleTimeout, &lastActive)
 		ex.down.Add(n)
+		if err != nil {
+			// Idle, reset or a client that stopped reading: end both
+			// directions.
+			_ = client.Close()
+			_ = up.Close()
+			return
+		}
 		closeWrite(client)
 	}()
 
@@ -223,9 +230,14 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 			}
 		}
 	}
-	n, _ := copyIdle(up, br, client, s.cfg.TunnelIdleTimeout, &lastActive)
+	n, err := copyIdle(up, br, client, s.cfg.TunnelIdleTimeout, &lastActive)
 	ex.up.Add(n)
-	closeWrite(up)
+	if err != nil {
+		_ = client.Close()
+		_ = up.Close()
+	} else {
+		closeWrite(up)
+	}
 	<-downDone
 }
 
@@ -241,8 +253,9 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 // copyIdle copies src to dst until EOF or error, or until neither
 // direction of the tunnel moved for idle. rc is the connection src reads
-// from (its read deadline implements the idle timeout).
-func copyIdle(dst io.Writer, src io.Reader, rc net.Conn, idle time.Duration, lastActive *atomic.Int64) (int64, error) {
+// from (its read deadline implements the idle timeout); a write to dst
+// blocked for idle (a peer that stopped reading) fails too.
+func copyIdle(dst net.Conn, src io.Reader, rc net.Conn, idle time.Duration, lastActive *atomic.Int64) (int64, error) {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -254,6 +267,9 @@ func copyIdle(dst io.Writer, src io.Reader, rc net.Conn, idle time.Duration, las
 		n, err := src.Read(buf)
 		if n > 0 {
 			lastActive.Store(time.Now().UnixNano())
+			if idle > 0 {
+				_ = dst.SetWriteDeadline(time.Now().Add(idle))
+			}
 			w, werr := dst.Write(buf[:n])
 			total += int64(w)
 			if werr != nil {

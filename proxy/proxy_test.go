@@ -781,3 +781,20 @@ func TestParityWithEngine(t *testing.T) {
 		}
 	}
 }
+
+func TestTunnelIdleTimeout(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: Config{TunnelIdleTimeout: 200 * time.Millisecond, TLSHandshakeTimeout: 100 * time.Millisecond},
+		handler: http.HandlerFunc(wsOrigin)})
+	_, port, _ := net.SplitHostPort(h.origin.Listener.Addr().String())
+	resp, c, br := connect(t, h, "allowed.test:"+port)
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	// Traffic keeps it open...
+	echoCheck(t, c, br, "GET /ws HTTP/1.1\r\nHost: allowed.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	// ...silence closes it.
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("idle tunnel still open: %v", err)
+	}
+}

@@ -174,8 +174,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	gp.AllowHTTP2 = false
 	gp.CertStore = nil
 	gp.NonproxyHandler = http.HandlerFunc(s.serveLocal)
+	// Only goproxy's own tunnel and MITM set-up paths report here (Cordon
+	// splices tunnels itself); goproxy closes the connection afterwards.
 	gp.ConnectionErrHandler = func(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		s.m.upstreamErrors.WithLabelValues(errorKind(err)).Inc()
+		s.log.Debug("tunnel error", "err", err)
 	}
 	gp.OnRequest().DoFunc(s.onRequest)
 	gp.OnRequest().HandleConnectFunc(s.onConnect)
