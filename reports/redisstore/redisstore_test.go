@@ -20,7 +20,7 @@ import (
 	"github.com/cordon-gw/cordon/reports/redisstore"
 )
 
-func client(t *testing.T, r *testutil.Redis) redis.UniversalClient {
+func client(t testing.TB, r *testutil.Redis) redis.UniversalClient {
 	t.Helper()
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs: []string{r.Addr}, DialTimeout: 200 * time.Millisecond,
@@ -28,6 +28,10 @@ func client(t *testing.T, r *testutil.Redis) redis.UniversalClient {
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+func reportsStore(c redis.UniversalClient) (*redisstore.Store, error) {
+	return redisstore.New(c, redisstore.Config{})
 }
 
 func store(t *testing.T, c redis.UniversalClient) *redisstore.Store {
