@@ -202,7 +202,7 @@ type goproxyLogger struct{ log *slog.Logger }
 
 func (g goproxyLogger) Printf(format string, v ...any) {
 	if g.log.Enabled(context.Background(), slog.LevelDebug) {
-		g.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "source", "goproxy")
+		g.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), logSource, "goproxy")
 	}
 }
 

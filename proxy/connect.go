@@ -167,7 +167,7 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	if err != nil {
 		kind := errorKind(err)
 		s.m.upstreamErrors.WithLabelValues(kind).Inc()
-		s.log.Info("tunnel dial failed", "id", ex.id, "host", ex.host, "err", err)
+		s.log.Info("tunnel dial failed", logRequestID, ex.id, logHost, ex.host, logErr, err)
 		ex.status = http.StatusBadGateway
 		msg := "Cordon: cannot connect to " + ex.host + "\nRequest ID: " + ex.id + "\n"
 		_ = client.SetWriteDeadline(time.Now().Add(5 * time.Second))

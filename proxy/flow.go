@@ -40,7 +40,7 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *ht
 	defer func() {
 		if v := recover(); v != nil {
 			s.m.panics.Inc()
-			s.log.Error("request handler panic", "panic", v)
+			s.log.Error("request handler panic", logPanic, v)
 			outReq, resp = req, s.page(req, &exchange{id: s.newID(), start: time.Now()}, http.StatusInternalServerError, pageError,
 				"Gateway error", "The gateway failed while handling this request.")
 		}
@@ -134,7 +134,7 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) (out *ht
 	defer func() {
 		if v := recover(); v != nil {
 			s.m.panics.Inc()
-			s.log.Error("response handler panic", "panic", v)
+			s.log.Error("response handler panic", logPanic, v)
 			out = s.page(ctx.Req, &exchange{id: s.newID(), start: time.Now()}, http.StatusInternalServerError, pageError,
 				"Gateway error", "The gateway failed while handling this response.")
 		}
@@ -176,7 +176,7 @@ func (s *Server) destinationError(req *http.Request, ex *exchange, err error) *h
 	if errors.Is(err, ErrDestinationRefused) {
 		s.m.refused.WithLabelValues("destination").Inc()
 		ex.refusal = "destination"
-		s.log.InfoContext(req.Context(), "destination refused", "id", ex.id, "host", ex.host, "err", err)
+		s.log.InfoContext(req.Context(), "destination refused", logRequestID, ex.id, logHost, ex.host, logErr, err)
 		return s.page(req, ex, http.StatusForbidden, pageError, "Destination not allowed",
 			"This address points into a network the gateway does not reach on behalf of clients.")
 	}
@@ -192,7 +192,7 @@ func (s *Server) destinationError(req *http.Request, ex *exchange, err error) *h
 func (s *Server) upstreamError(req *http.Request, ex *exchange, err error) *http.Response {
 	kind := errorKind(err)
 	s.m.upstreamErrors.WithLabelValues(kind).Inc()
-	s.log.WarnContext(context.Background(), "upstream error", "id", ex.id, "host", ex.host, "kind", kind, "err", err)
+	s.log.WarnContext(context.Background(), "upstream error", logRequestID, ex.id, logHost, ex.host, logKind, kind, logErr, err)
 	switch kind {
 	case "timeout":
 		return s.page(req, ex, http.StatusGatewayTimeout, pageError, "The site did not answer in time",

@@ -198,7 +198,7 @@ func (s *Server) renderPage(req *http.Request, ex *exchange, d *PageData) *http.
 	}
 	body, err := s.pages.render(kind, d)
 	if err != nil {
-		s.log.Error("render page", "kind", d.Kind, "id", ex.id, "err", err)
+		s.log.Error("render page", logKind, d.Kind, logRequestID, ex.id, logErr, err)
 		body = []byte("Cordon: " + d.Title + " (request " + ex.id + ")\n")
 	}
 	h := http.Header{}
@@ -373,7 +373,7 @@ func (s *Server) handleReview(req *http.Request, ex *exchange) *http.Response {
 	defer cancel()
 	id, err := s.reviews.SubmitReview(ctx, r)
 	if err != nil {
-		s.log.Error("submit review", "id", ex.id, "request", r.RequestID, "err", err)
+		s.log.Error("submit review", logRequestID, ex.id, logReviewRequest, r.RequestID, logErr, err)
 		return s.page(req, ex, http.StatusBadGateway, pageError, "The review request could not be recorded",
 			"Please try again in a moment or contact your administrator.")
 	}

@@ -178,7 +178,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	// splices tunnels itself); goproxy closes the connection afterwards.
 	gp.ConnectionErrHandler = func(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		s.m.upstreamErrors.WithLabelValues(errorKind(err)).Inc()
-		s.log.Debug("tunnel error", "err", err)
+		s.log.Debug("tunnel error", logErr, err)
 	}
 	gp.OnRequest().DoFunc(s.onRequest)
 	gp.OnRequest().HandleConnectFunc(s.onConnect)
@@ -267,7 +267,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			s.m.panics.Inc()
-			s.log.ErrorContext(r.Context(), "handler panic", "panic", v, "method", r.Method)
+			s.log.ErrorContext(r.Context(), "handler panic", logPanic, v, logMethod, r.Method)
 			http.Error(w, "internal proxy error", http.StatusInternalServerError)
 		}
 	}()
