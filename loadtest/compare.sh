@@ -10,6 +10,7 @@
 #   loadtest/compare.sh                         # everything, 10 s per run
 #   DURATION=30s CONNECTIONS=200 loadtest/compare.sh
 #   PEERS="direct squid" SUITES="http https" loadtest/compare.sh
+#   PROFILE=1 PEERS=cordon loadtest/compare.sh   # + CPU profiles: go tool pprof -top loadtest/results/<time>/cpu-http-cordon.1.pprof
 #
 # How URL hosts reach the loopback origin: the URL and name files carry
 # real-looking names (www.google.com:18080/1k). loadtest/traffic/hosts maps
@@ -29,6 +30,8 @@ CORDON_CMD=${CORDON_CMD:-"go run ./cmd/cordon serve --config loadtest/cordon-ben
 CORDON_PROXY=${CORDON_PROXY:-127.0.0.1:3128}
 CORDON_DNS=${CORDON_DNS:-127.0.0.1:5353}
 CORDON_START_TIMEOUT=${CORDON_START_TIMEOUT:-180}   # seconds; go run compiles first
+CORDON_ADMIN=${CORDON_ADMIN:-127.0.0.1:8080}
+PROFILE=${PROFILE:-0}           # 1: CPU profile of Cordon during each of its runs, heap after (needs admin.pprof: true)
 LOADTEST=${LOADTEST:-}          # a `loadtest` binary or "cordon loadtest"; default: built from ./loadtest/cmd/loadtest
 DURATION=${DURATION:-10s}
 REPEAT=${REPEAT:-1}             # runs per measurement; the one with the median throughput is compared
@@ -162,11 +165,26 @@ median_of() {
 	jq -s --arg m "$metric" 'sort_by(.[$m]) | .[(length - 1) / 2 | floor]' "$@" >"$out"
 }
 
+# profile_start peer suite run: with PROFILE=1, a CPU profile of Cordon
+# over the run, from its admin listener (admin token: CORDON_ADMIN_TOKEN).
+profile_start() {
+	PROF_PID=
+	[[ $PROFILE == 1 && $1 == cordon ]] || return 0
+	curl -s --max-time $(($(secs "$DURATION") + 30)) -H "Authorization: Bearer $CORDON_ADMIN_TOKEN" \
+		-o "$OUT/cpu-$2-cordon.$3.pprof" "http://$CORDON_ADMIN/debug/pprof/profile?seconds=$(secs "$DURATION")" &
+	PROF_PID=$!
+}
+profile_end() {
+	if [[ -n ${PROF_PID:-} ]]; then wait "$PROF_PID" || log "  cpu profile failed (admin.pprof on? token?)"; fi
+	PROF_PID=
+}
+
 run_http() { # peer suite args...
 	local peer=$1 suite=$2 r runs=()
 	shift 2
 	for ((r = 1; r <= REPEAT; r++)); do
 		log "http: $suite via $peer (run $r/$REPEAT)"
+		profile_start "$peer" "$suite" "$r"
 		if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
 			--http-port "${ORIGIN_HTTP##*:}" --https-port "${ORIGIN_HTTPS##*:}" --ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
 			jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  missed \(.missed)  status \(.status)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
@@ -175,6 +193,7 @@ run_http() { # peer suite args...
 			log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
 			rm -f "$OUT/$suite-$peer.$r.json"
 		fi
+		profile_end
 	done
 	median_of "$OUT/$suite-$peer.json" rps "${runs[@]}" || true
 }
@@ -184,6 +203,7 @@ run_dns() { # peer server suite args...
 	shift 3
 	for ((r = 1; r <= REPEAT; r++)); do
 		log "dns: $suite via $peer ($server, run $r/$REPEAT)"
+		profile_start "$peer" "$suite" "$r"
 		if timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$server" --duration "$DURATION" --concurrency "$DNS_CONCURRENCY" \
 			--json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
 			jq -r '"  \(.qps|floor) q/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  rcodes \(.rcodes)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
@@ -192,6 +212,7 @@ run_dns() { # peer server suite args...
 			log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
 			rm -f "$OUT/$suite-$peer.$r.json"
 		fi
+		profile_end
 	done
 	median_of "$OUT/$suite-$peer.json" qps "${runs[@]}" || true
 	if [[ $suite == dns-hot ]] && command -v dnsperf >/dev/null; then
@@ -349,6 +370,10 @@ fi
 
 # ---- Cordon -----------------------------------------------------------------------
 if has_peer cordon; then
+	if [[ $PROFILE == 1 && -z ${CORDON_ADMIN_TOKEN:-} ]]; then
+		CORDON_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+		export CORDON_ADMIN_TOKEN # Cordon takes its first admin token from it
+	fi
 	log "starting cordon: $CORDON_CMD"
 	# shellcheck disable=SC2086 # CORDON_CMD is a command line
 	start_bg cordon $CORDON_CMD
@@ -357,6 +382,10 @@ if has_peer cordon; then
 		http_suites cordon --proxy "$CORDON_PROXY"
 		if wait_tcp "$CORDON_DNS" 10; then dns_suites cordon "$CORDON_DNS"; fi
 		record_rss cordon "$CORDON_PID"
+		if [[ $PROFILE == 1 ]]; then
+			curl -s --max-time 30 -H "Authorization: Bearer $CORDON_ADMIN_TOKEN" -o "$OUT/heap-cordon.pprof" "http://$CORDON_ADMIN/debug/pprof/heap" ||
+				log "  heap profile failed"
+		fi
 	else
 		log "cordon did not start within ${CORDON_START_TIMEOUT}s: $(tail -5 "$OUT/cordon.log")"
 	fi
@@ -366,6 +395,7 @@ fi
 # ---- ratios -----------------------------------------------------------------------
 ratio_row() { # suite numerator denominator metric(rps|qps)
 	local a="$OUT/$1-$2.json" b="$OUT/$1-$3.json"
+	[[ -s $a || -s $b ]] || return 0
 	if [[ ! -s $a || ! -s $b ]]; then
 		printf '%-13s %-17s n/a (no %s run)\n' "$1" "$2/$3" "$([[ -s $a ]] && echo "$3" || echo "$2")"
 		return
