@@ -133,12 +133,23 @@ func incr(m *map[string]int64, k string, n int64) {
 
 // Merge adds o into c.
 func (c *Counters) Merge(o *Counters) {
+	c.mergeRest(o)
+	for k, n := range o.Domains {
+		incr(&c.Domains, k, n)
+	}
+	for k, a := range o.Attempts {
+		c.AddAttempt(k, a)
+	}
+}
+
+// mergeRest adds everything but Domains and Attempts.
+func (c *Counters) mergeRest(o *Counters) {
 	c.Requests += o.Requests
 	c.BytesUp += o.BytesUp
 	c.BytesDown += o.BytesDown
 	c.Blocked += o.Blocked
 	for _, p := range [...]struct{ dst, src *map[string]int64 }{
-		{&c.Domains, &o.Domains}, {&c.Categories, &o.Categories},
+		{&c.Categories, &o.Categories},
 		{&c.BlockedCategories, &o.BlockedCategories}, {&c.Actions, &o.Actions},
 		{&c.Rules, &o.Rules}, {&c.WouldBlock, &o.WouldBlock}, {&c.Threats, &o.Threats},
 		{&c.Users, &o.Users}, {&c.UserBlocks, &o.UserBlocks},
@@ -146,9 +157,6 @@ func (c *Counters) Merge(o *Counters) {
 		for k, n := range *p.src {
 			incr(p.dst, k, n)
 		}
-	}
-	for k, a := range o.Attempts {
-		c.AddAttempt(k, a)
 	}
 }
 
@@ -168,16 +176,13 @@ func (c *Counters) MergeCapped(o *Counters, maxDomains int) {
 		c.Merge(o)
 		return
 	}
-	domains, attempts := o.Domains, o.Attempts
-	o.Domains, o.Attempts = nil, nil
-	c.Merge(o)
-	o.Domains, o.Attempts = domains, attempts
+	c.mergeRest(o)
 	// The "other" entry does not count against the cap.
 	names := len(c.Domains)
 	if _, ok := c.Domains[OtherName]; ok {
 		names--
 	}
-	for k, n := range domains {
+	for k, n := range o.Domains {
 		if _, ok := c.Domains[k]; !ok {
 			if names >= maxDomains {
 				k = OtherName
@@ -191,7 +196,7 @@ func (c *Counters) MergeCapped(o *Counters, maxDomains int) {
 	if _, ok := c.Attempts[OtherAttemptKey]; ok {
 		names--
 	}
-	for k, a := range attempts {
+	for k, a := range o.Attempts {
 		if _, ok := c.Attempts[k]; !ok {
 			if names >= maxDomains {
 				k = OtherAttemptKey

@@ -72,7 +72,8 @@ type Pipeline struct {
 	inflight      *Batch
 	inflightCells int
 	dropWarned    bool
-	kick          chan struct{}
+	kick          chan struct{} // new aggregates pending
+	force         chan struct{} // Flush or Close waits: retry now
 	writerStop    chan struct{}
 	seq           uint64
 }
@@ -110,7 +111,7 @@ func newPipeline(cfg Config, deps Deps) (*Pipeline, error) {
 		events:   make(chan *policies.AccessEvent, cfg.QueueSize),
 		flushReq: make(chan chan struct{}),
 		stop:     make(chan struct{}), writerStop: make(chan struct{}),
-		kick:  make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), force: make(chan struct{}, 1),
 		delta: NewDelta(), pending: NewDelta(),
 	}
 	if p.logger == nil {
@@ -327,6 +328,10 @@ func (p *Pipeline) write() {
 	for {
 		select {
 		case <-p.kick:
+			if failing {
+				continue // new aggregates wait for the retry timer
+			}
+		case <-p.force:
 		case <-retry:
 		case <-compact.C:
 			if c, ok := p.store.(Compactor); ok {
@@ -450,7 +455,7 @@ func (p *Pipeline) waitIdle(ctx context.Context) error {
 	defer t.Stop()
 	for !p.idle() {
 		select {
-		case p.kick <- struct{}{}:
+		case p.force <- struct{}{}:
 		default:
 		}
 		select {
