@@ -377,6 +377,15 @@ func TestSSRFOwnListenerAlwaysRefused(t *testing.T) {
 	}
 }
 
+func TestDenyDestination(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	h.srv.DenyDestination(h.origin.Listener.Addr())
+	resp, _ := get(t, h.client(nil), h.httpURL("allowed.test", "/admin"))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET a denied listener = %d, want 403", resp.StatusCode)
+	}
+}
+
 func TestSlowClientCutOff(t *testing.T) {
 	h := newHarness(t, harnessOpt{cfg: Config{ReadHeaderTimeout: 200 * time.Millisecond}})
 	c := dialProxy(t, h)

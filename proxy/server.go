@@ -214,6 +214,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.http.Serve(ll)
 }
 
+// DenyDestination adds an address the proxy never dials, whatever
+// allow_private_destinations says, as it never dials its own listeners:
+// cmd registers the admin and DNS listeners here so that clients cannot
+// reach them through the proxy. A listener on an unspecified address
+// (":8080") covers that port on every local address. Safe to call at any
+// time.
+func (s *Server) DenyDestination(addr net.Addr) { s.guard.addListener(addr) }
+
 // Shutdown stops accepting, lets requests and tunnels in flight finish
 // until ctx is done, then closes whatever is left.
 func (s *Server) Shutdown(ctx context.Context) error {

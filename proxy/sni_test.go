@@ -71,6 +71,24 @@ func TestParseClientHello(t *testing.T) {
 	}
 }
 
+// TestChromiumClientHello parses a real browser hello (GREASE, encrypted
+// client hello grease, post-quantum key share), captured from Chromium 156
+// connecting to https://sni.test/.
+func TestChromiumClientHello(t *testing.T) {
+	b, err := os.ReadFile("testdata/clienthello-chromium.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parseClientHello(b)
+	if err != nil || got != "sni.test" {
+		t.Fatalf("parseClientHello(chromium) = %q, %v; want sni.test", got, err)
+	}
+	br := bufio.NewReaderSize(bytes.NewReader(b), maxHelloBuffer)
+	if got, err := peekClientHello(br); err != nil || got != "sni.test" {
+		t.Fatalf("peekClientHello(chromium) = %q, %v", got, err)
+	}
+}
+
 // TestClientHelloFragmented splits one hello over several records, as a
 // client may.
 func TestClientHelloFragmented(t *testing.T) {

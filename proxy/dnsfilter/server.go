@@ -263,6 +263,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
 	}
+	s.pool.close()
 	if len(errs) > 0 {
 		return fmt.Errorf("dnsfilter: shutdown: %w", errors.Join(errs...))
 	}

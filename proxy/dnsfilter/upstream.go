@@ -46,6 +46,11 @@ type upstream struct {
 
 	udp, tcp *dns.Client
 	http     *http.Client
+	// udpConns and tcpConns keep connections between queries: a UDP
+	// socket answers a bounded number of queries (so the source port
+	// still changes often), a TCP or TLS connection is kept while idle
+	// for less than streamIdle.
+	udpConns, tcpConns connPool
 
 	healthy atomic.Bool
 	fails   atomic.Int32
@@ -107,6 +112,8 @@ func parseUpstream(s string) (*upstream, error) {
 // setup builds the clients of u.
 func (u *upstream) setup(udpSize int, timeout time.Duration, tlsConf *tls.Config) {
 	u.healthy.Store(true)
+	u.udpConns = connPool{maxUses: udpMaxUses, maxIdle: udpIdle, maxConns: poolMaxIdle}
+	u.tcpConns = connPool{maxUses: streamUses, maxIdle: streamIdle, maxConns: poolMaxIdle}
 	switch u.kind {
 	case kindUDP:
 		u.udp = &dns.Client{Net: "udp", UDPSize: uint16(udpSize), Timeout: timeout}
@@ -139,12 +146,12 @@ func (u *upstream) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 	)
 	switch u.kind {
 	case kindUDP:
-		r, _, err = u.udp.ExchangeContext(ctx, m, u.addr)
+		r, err = u.exchangeConn(ctx, u.udp, &u.udpConns, m)
 		if err == nil && r.Truncated {
-			r, _, err = u.tcp.ExchangeContext(ctx, m, u.addr)
+			r, err = u.exchangeConn(ctx, u.tcp, &u.tcpConns, m)
 		}
 	case kindTCP, kindTLS:
-		r, _, err = u.tcp.ExchangeContext(ctx, m, u.addr)
+		r, err = u.exchangeConn(ctx, u.tcp, &u.tcpConns, m)
 	case kindHTTPS:
 		r, err = u.exchangeHTTPS(ctx, m)
 	}
@@ -157,6 +164,92 @@ func (u *upstream) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 		return nil, fmt.Errorf("dnsfilter: upstream %s: %w", u.name, ErrBadAnswer)
 	}
 	return r, nil
+}
+
+// exchangeConn sends m over a pooled connection of c. A kept connection
+// the upstream closed meanwhile gets one retry on a fresh one.
+func (u *upstream) exchangeConn(ctx context.Context, c *dns.Client, p *connPool, m *dns.Msg) (*dns.Msg, error) {
+	for attempt := 0; ; attempt++ {
+		pc := p.get(time.Now())
+		reused := pc != nil
+		if pc == nil {
+			co, err := c.DialContext(ctx, u.addr)
+			if err != nil {
+				return nil, err
+			}
+			pc = &pooledConn{co: co}
+		}
+		r, _, err := c.ExchangeWithConnContext(ctx, m, pc.co)
+		if err != nil {
+			_ = pc.co.Close()
+			if reused && attempt == 0 && ctx.Err() == nil {
+				continue
+			}
+			return nil, err
+		}
+		pc.uses++
+		p.put(pc, time.Now())
+		return r, nil
+	}
+}
+
+// connPool holds idle connections to one upstream.
+type connPool struct {
+	mu       sync.Mutex
+	idle     []*pooledConn
+	maxUses  int           // close after this many queries
+	maxIdle  time.Duration // close when idle longer
+	maxConns int           // idle connections kept
+}
+
+type pooledConn struct {
+	co    *dns.Conn
+	uses  int
+	since time.Time // idle since
+}
+
+// Connection reuse bounds.
+const (
+	udpMaxUses  = 64
+	udpIdle     = 30 * time.Second
+	streamUses  = 1000
+	streamIdle  = 5 * time.Second
+	poolMaxIdle = 64
+)
+
+func (p *connPool) get(now time.Time) *pooledConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		pc := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		if now.Sub(pc.since) < p.maxIdle {
+			return pc
+		}
+		_ = pc.co.Close()
+	}
+	return nil
+}
+
+func (p *connPool) put(pc *pooledConn, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pc.uses >= p.maxUses || len(p.idle) >= p.maxConns {
+		_ = pc.co.Close()
+		return
+	}
+	pc.since = now
+	p.idle = append(p.idle, pc)
+}
+
+// closeAll closes the idle connections.
+func (p *connPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pc := range p.idle {
+		_ = pc.co.Close()
+	}
+	p.idle = nil
 }
 
 func (u *upstream) exchangeHTTPS(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
@@ -308,6 +401,17 @@ func (p *pool) resolve(ctx context.Context, m *dns.Msg) (*dns.Msg, *upstream, er
 		return last, lastFrom, nil
 	}
 	return nil, nil, fmt.Errorf("%w: %w", ErrUpstreamsFailed, errors.Join(errs...))
+}
+
+// close releases the upstreams' idle connections.
+func (p *pool) close() {
+	for _, u := range p.list {
+		u.udpConns.closeAll()
+		u.tcpConns.closeAll()
+		if u.http != nil {
+			u.http.CloseIdleConnections()
+		}
+	}
 }
 
 // healthLoop probes every upstream each interval until ctx is done.
