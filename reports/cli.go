@@ -209,19 +209,43 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
+	// Long ranges print one line per day instead of per hour.
+	timeline, head, tfmt := rep.Timeline, "HOUR (UTC)", tf
+	if len(timeline) > 48 {
+		timeline, head, tfmt = perDay(timeline), "DAY (UTC)", "2006-01-02"
+	}
 	var peak int64
-	for _, p := range rep.Timeline {
+	for _, p := range timeline {
 		peak = max(peak, p.Requests)
 	}
 	if peak > 0 {
-		fmt.Fprintf(tw, "HOUR (UTC)\tREQUESTS\tBLOCKED\t\n")
-		for _, p := range rep.Timeline {
+		fmt.Fprintf(tw, "%s\tREQUESTS\tBLOCKED\t\n", head)
+		for _, p := range timeline {
 			if p.Requests == 0 {
 				continue
 			}
 			bar := strings.Repeat("█", int((p.Requests*30+peak-1)/peak))
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Hour.UTC().Format(tf), formatNum(p.Requests), formatNum(p.Blocked), bar)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Hour.UTC().Format(tfmt), formatNum(p.Requests), formatNum(p.Blocked), bar)
 		}
 	}
 	return tw.Flush()
+}
+
+// perDay sums hourly points into UTC days.
+func perDay(hours []HourPoint) []HourPoint {
+	var out []HourPoint
+	for _, h := range hours {
+		day := h.Hour.UTC().Truncate(24 * time.Hour)
+		if n := len(out); n > 0 && out[n-1].Hour.Equal(day) {
+			o := &out[n-1]
+			o.Requests += h.Requests
+			o.Blocked += h.Blocked
+			o.BytesUp += h.BytesUp
+			o.BytesDown += h.BytesDown
+			continue
+		}
+		h.Hour = day
+		out = append(out, h)
+	}
+	return out
 }

@@ -45,6 +45,14 @@ func TestReportCLI(t *testing.T) {
 		}
 	}
 
+	out.Reset()
+	if err := ReportCLI(t.Context(), []string{"user", "alice", "--since", "7d", "--api", srv.URL, "--token", "s3cret"}, &out, &errb); err != nil {
+		t.Fatalf("ReportCLI --since 7d: %v", err)
+	}
+	if !strings.Contains(out.String(), "DAY (UTC)") || strings.Contains(out.String(), "HOUR (UTC)") {
+		t.Errorf("a 7-day table should list days:\n%s", out.String())
+	}
+
 	t.Setenv("CORDON_TOKEN", "s3cret")
 	out.Reset()
 	if err := ReportCLI(t.Context(), []string{"--api", srv.URL, "overview", "--format", "csv"}, &out, &errb); err != nil {
