@@ -12,7 +12,7 @@ import (
 	"github.com/miekg/dns"
 )
 
-func names(t *testing.T, lines ...string) []Query {
+func names(t testing.TB, lines ...string) []Query {
 	t.Helper()
 	qs, err := ParseNames(strings.NewReader(strings.Join(lines, "\n")))
 	if err != nil {
@@ -207,5 +207,33 @@ func TestAppendQueryAgreesWithMiekg(t *testing.T) {
 		if opt := m.IsEdns0(); opt == nil || opt.UDPSize() != 1232 {
 			t.Errorf("appendQuery(%q) OPT = %v, want UDP size 1232", tc.name, opt)
 		}
+	}
+}
+
+// BenchmarkRunDNSLoopback measures the generator and the origin DNS
+// together on loopback: one op is one query; q/s and p99 are reported.
+func BenchmarkRunDNSLoopback(b *testing.B) {
+	for _, tcp := range []bool{false, true} {
+		b.Run(map[bool]string{false: "udp", true: "tcp"}[tcp], func(b *testing.B) {
+			o := startOrigin(b, func(c *OriginConfig) { c.HTTPAddr, c.HTTPSAddr = "", "" })
+			cfg := DNSDefaults()
+			cfg.Server = o.DNSAddr()
+			cfg.TCP = tcp
+			cfg.Queries = names(b, "www.example.com", "cdn.example.net AAAA")
+			cfg.Concurrency = 8
+			cfg.Duration = 5 * time.Minute
+			cfg.MaxRequests = uint64(b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			res, err := RunDNS(b.Context(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.ErrorCount() != 0 {
+				b.Fatalf("errors: %v", res.Errors)
+			}
+			b.ReportMetric(res.QPS, "q/s")
+			b.ReportMetric(float64(res.Latency.P99)/1e3, "p99-µs")
+		})
 	}
 }

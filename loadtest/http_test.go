@@ -17,13 +17,14 @@ import (
 )
 
 // startOrigin runs an origin with HTTP, HTTPS and DNS on kernel-chosen ports.
-func startOrigin(t *testing.T, mod func(*OriginConfig)) *Origin {
+func startOrigin(t testing.TB, mod func(*OriginConfig)) *Origin {
 	t.Helper()
 	cfg := OriginConfig{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0"}
 	if mod != nil {
 		mod(&cfg)
 	}
 	o, err := StartOrigin(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+
 	if err != nil {
 		t.Fatalf("StartOrigin: %v", err)
 	}
@@ -143,7 +144,7 @@ func (p *testProxy) serve(c net.Conn) {
 	}
 }
 
-func targets(t *testing.T, https bool, lines ...string) []Target {
+func targets(t testing.TB, https bool, lines ...string) []Target {
 	t.Helper()
 	ts, err := ParseURLs(strings.NewReader(strings.Join(lines, "\n")), URLOptions{HTTPS: https})
 	if err != nil {
@@ -152,7 +153,7 @@ func targets(t *testing.T, https bool, lines ...string) []Target {
 	return ts
 }
 
-func caPool(t *testing.T, o *Origin) *x509.CertPool {
+func caPool(t testing.TB, o *Origin) *x509.CertPool {
 	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(o.CACertPEM()) {
@@ -390,5 +391,35 @@ func TestRunHTTPOpenLoopCountsMissed(t *testing.T) {
 	}
 	if res.Latency.Max <= res.Service.Max {
 		t.Errorf("latency from due %v <= service %v, want the queueing delay included", res.Latency.Max, res.Service.Max)
+	}
+}
+
+// BenchmarkRunHTTPLoopback measures the generator and the origin together
+// on loopback: one op is one request; req/s and p99 are reported.
+func BenchmarkRunHTTPLoopback(b *testing.B) {
+	for _, https := range []bool{false, true} {
+		b.Run(map[bool]string{false: "http", true: "https"}[https], func(b *testing.B) {
+			o := startOrigin(b, func(c *OriginConfig) { c.DNSAddr = "" })
+			cfg := HTTPDefaults()
+			cfg.Targets = targets(b, https, "www.example.com/1k", "cdn.example.net/1k")
+			cfg.ConnectTo = o.HTTPAddr()
+			if https {
+				cfg.ConnectTo = o.HTTPSAddr()
+			}
+			cfg.Connections = 8
+			cfg.Duration = 5 * time.Minute
+			cfg.MaxRequests = uint64(b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			res, err := RunHTTP(b.Context(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.ErrorCount() != 0 {
+				b.Fatalf("errors: %v", res.Errors)
+			}
+			b.ReportMetric(res.RPS, "req/s")
+			b.ReportMetric(float64(res.Latency.P99)/1e3, "p99-µs")
+		})
 	}
 }
