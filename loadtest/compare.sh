@@ -404,7 +404,10 @@ ratio_row() { # suite numerator denominator metric(rps|qps)
 		def r(x; y): if y == 0 then "n/a" else ((x / y * 100 | round) / 100 | tostring) + "x" end;
 		def pad(n): . + "                    " | .[0:n];
 		"\($s|pad(13)) \($pair|pad(17)) throughput \(r($a[0][$m]; $b[0][$m]) | pad(6)) (\($a[0][$m]|floor) vs \($b[0][$m]|floor)/s)   " +
-		"p99 \(r($a[0].latency.p99_ms; $b[0].latency.p99_ms) | pad(6)) (\($a[0].latency.p99_ms) vs \($b[0].latency.p99_ms) ms)"'
+		"p99 \(r($a[0].latency.p99_ms; $b[0].latency.p99_ms) | pad(6)) (\($a[0].latency.p99_ms) vs \($b[0].latency.p99_ms) ms)" +
+		(if ($a[0].tunnels_per_s // 0) > 0 and ($b[0].tunnels_per_s // 0) > 0 then
+			"   tunnels/s \(r($a[0].tunnels_per_s; $b[0].tunnels_per_s)) (\($a[0].tunnels_per_s|floor) vs \($b[0].tunnels_per_s|floor))"
+		else "" end)'
 }
 {
 	echo
