@@ -14,7 +14,7 @@ import (
 	"github.com/cordon-gw/cordon/policies"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "write the block page screenshot to testdata/blockpage.png")
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the block and warn page screenshots to testdata/blockpage.png and warnpage.png")
 
 // chromium runs headless Chromium with the proxy's PAC file and returns
 // its stdout (extra args select --dump-dom or --screenshot).
@@ -84,6 +84,15 @@ func TestChromiumWithPAC(t *testing.T) {
 	}
 	if *updateScreenshot {
 		if err := os.WriteFile(filepath.Join("testdata", "blockpage.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		warn := filepath.Join(t.TempDir(), "warnpage.png")
+		chromium(t, h, "--screenshot="+warn, "--window-size=1100,900", h.httpURL("social.test", "/timeline"))
+		b, err := os.ReadFile(warn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("testdata", "warnpage.png"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1078,3 +1078,66 @@ func TestUDPMalformedBody(t *testing.T) {
 		t.Errorf("after a reflected response: %s", dns.RcodeToString[r.Rcode])
 	}
 }
+
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	mu sync.Mutex
+	n  int
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.n++
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *countingListener) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+func TestUpstreamConnectionReuse(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		maxQueries int // upstream closes a connection after this many
+		want       int // connections for three queries
+	}{
+		{"kept", 0, 1},
+		{"closed by upstream, retried", 1, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			z := newZone(t, testRecords...)
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &countingListener{Listener: inner}
+			srv := &dns.Server{Listener: ln, Handler: z, MaxTCPQueries: tt.maxQueries}
+			started := make(chan struct{})
+			srv.NotifyStartedFunc = func() { close(started) }
+			go func() { _ = srv.ActivateAndServe() }()
+			<-started
+			t.Cleanup(func() { _ = srv.Shutdown() })
+			eng := newEngine(t, nil, policyFor("nxdomain"))
+			f := startFilter(t, Config{Upstreams: []string{"tcp://" + inner.Addr().String()}}, eng)
+			for _, name := range []string{"allowed.test.", "social.test.", "games.test."} {
+				if r := ask(t, f.addr, "udp", name, dns.TypeA, true); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+					t.Fatalf("%s: %v", name, r)
+				}
+				time.Sleep(20 * time.Millisecond) // let the upstream close its side
+			}
+			if n := ln.count(); n != tt.want {
+				t.Errorf("upstream accepted %d connections, want %d", n, tt.want)
+			}
+			if errs := testutil.ToFloat64(f.srv.metrics.upstreamErrors.WithLabelValues("tcp://" + inner.Addr().String())); errs != 0 {
+				t.Errorf("upstream errors = %v, want 0 (a closed kept connection is retried, not failed)", errs)
+			}
+		})
+	}
+}
