@@ -90,7 +90,7 @@ func (c *Compiled) Decide(r *Request, v *categorizer.Verdict) Decision {
 	// below tests a bit instead of hashing per rule.
 	var dm [MaxRules / 64]uint64
 	if len(c.domains) > 0 && r.Host != "" {
-		c.markDomains(r.Host, r.Path, &dm, -1)
+		c.markHost(r.Host, r.Path, &dm, -1)
 	}
 
 	mon, monReason := -1, ReasonRule
@@ -150,28 +150,26 @@ func (c *Compiled) candidates(cand, dm *[MaxRules / 64]uint64, v *categorizer.Ve
 			}
 		}
 	}
-	var who [MaxRules / 64]uint64
-	if c.noWho != nil {
-		copy(who[:n], c.noWho)
-	}
+	var um []uint64
 	if w.user >= 0 && int(w.user) < len(c.userMask) {
-		if m := c.userMask[w.user]; m != nil {
-			for i := 0; i < n; i++ {
-				who[i] |= m[i]
-			}
-		}
+		um = c.userMask[w.user]
 	}
-	for _, g := range w.groups {
-		if int(g) < len(c.groupMask) {
-			if m := c.groupMask[g]; m != nil {
-				for i := 0; i < n; i++ {
-					who[i] |= m[i]
+	for i := 0; i < n; i++ {
+		var who uint64
+		if c.noWho != nil {
+			who = c.noWho[i]
+		}
+		if um != nil {
+			who |= um[i]
+		}
+		for _, g := range w.groups {
+			if int(g) < len(c.groupMask) {
+				if m := c.groupMask[g]; m != nil {
+					who |= m[i]
 				}
 			}
 		}
-	}
-	for i := 0; i < n; i++ {
-		cand[i] &= who[i]
+		cand[i] &= who
 	}
 }
 
@@ -297,12 +295,41 @@ func (s *csched) active(r *Request) bool {
 	return now >= s.from || now < s.to
 }
 
+// maxHostLen bounds the host names Decide lower-cases on the stack
+// (DNS names are at most 253 bytes).
+const maxHostLen = 256
+
+// markHost runs markDomains on host lower-cased and without a trailing
+// dot. Adapters normally pass it so; DNS clients randomize case (0x20),
+// so a differently written host is normalized on the stack.
+func (c *Compiled) markHost(host, path string, dm *[MaxRules / 64]uint64, only int) string {
+	host = strings.TrimSuffix(host, ".")
+	clean := true
+	for i := 0; i < len(host); i++ {
+		if b := host[i]; b >= 'A' && b <= 'Z' {
+			clean = false
+			break
+		}
+	}
+	if clean || len(host) > maxHostLen {
+		return markDomains(c, host, path, dm, only)
+	}
+	var buf [maxHostLen]byte
+	n := copy(buf[:], host)
+	for i := 0; i < n; i++ {
+		if b := buf[i]; b >= 'A' && b <= 'Z' {
+			buf[i] = b + 'a' - 'A'
+		}
+	}
+	return markDomains(c, buf[:n], path, dm, only)
+}
+
 // markDomains sets the bit of every rule whose domain or list entries
 // match host (and path). With only >= 0, it returns the label of the
 // first entry of that rule that matches instead.
-func (c *Compiled) markDomains(host, path string, dm *[MaxRules / 64]uint64, only int) string {
+func markDomains[S string | []byte](c *Compiled, host S, path string, dm *[MaxRules / 64]uint64, only int) string {
 	for pos := 0; ; {
-		refs := c.domains[host[pos:]]
+		refs := c.domains[string(host[pos:])]
 		for k := range refs {
 			ref := &refs[k]
 			if ref.sub && pos == 0 {
@@ -319,11 +346,14 @@ func (c *Compiled) markDomains(host, path string, dm *[MaxRules / 64]uint64, onl
 			}
 			dm[ref.rule>>6] |= 1 << (ref.rule & 63)
 		}
-		i := strings.IndexByte(host[pos:], '.')
-		if i < 0 {
+		i := pos
+		for i < len(host) && host[i] != '.' {
+			i++
+		}
+		if i == len(host) {
 			return ""
 		}
-		pos += i + 1
+		pos = i + 1
 	}
 }
 
@@ -335,7 +365,7 @@ func (c *Compiled) matchName(cr *crule, i int, reason Reason, r *Request, v *cat
 	case ReasonCategory:
 		return c.catNames[bits.TrailingZeros64(uint64(v.Categories&cr.cats))]
 	case ReasonList:
-		return c.markDomains(r.Host, r.Path, nil, i)
+		return c.markHost(r.Host, r.Path, nil, i)
 	case ReasonCountry:
 		for j, cc := range cr.countries {
 			if cc == v.Country {

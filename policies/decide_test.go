@@ -205,6 +205,8 @@ func TestDecide(t *testing.T) {
 			Decision{Action: ActionBlock, RuleAction: ActionBlock, RuleID: "downloads", Reason: ReasonList, Match: "blocked-downloads"}},
 		{"url prefix not over dns", Request{Host: "files.example", Protocol: ProtoDNS, Time: mon10}, categorizer.Country{},
 			Decision{Action: ActionAllow, RuleAction: ActionAllow, Reason: ReasonDefault}},
+		{"host case and trailing dot (DNS 0x20)", Request{Host: "X.BadSite.Example.", Protocol: ProtoDNS, Time: mon10}, categorizer.Country{},
+			Decision{Action: ActionBlock, RuleAction: ActionBlock, RuleID: "downloads", Reason: ReasonList, Match: "blocked-downloads"}},
 		{"list domain covers subdomains", Request{Host: "x.badsite.example", Protocol: ProtoDNS, Time: mon10}, categorizer.Country{},
 			Decision{Action: ActionBlock, RuleAction: ActionBlock, RuleID: "downloads", Reason: ReasonList, Match: "blocked-downloads"}},
 		{"path pattern", Request{Host: "x.org", Path: "/a/b/setup.exe", Time: mon10}, categorizer.Country{},
@@ -222,7 +224,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := tb.Lookup(tt.r.Host, tt.r.Path, netip.Addr{})
+			v := tb.Lookup(strings.TrimSuffix(strings.ToLower(tt.r.Host), "."), tt.r.Path, netip.Addr{})
 			v.Country = tt.country
 			got := c.Decide(&tt.r, &v)
 			want := tt.want
@@ -259,7 +261,7 @@ func TestDecideZeroAllocs(t *testing.T) {
 	tb.set("casino.example", []string{"gambling"}, nil)
 	c := mustCompile(t, testPolicy, tb)
 	stranger := &Principal{User: "carol", Groups: []string{"kids"}, Location: "paris"}
-	r := Request{Host: "www.casino.example", Path: "/x/y.exe", Principal: stranger, ClientIP: netip.MustParseAddr("10.1.2.3"), Time: time.Now()}
+	r := Request{Host: "WWW.Casino.Example.", Path: "/x/y.exe", Principal: stranger, ClientIP: netip.MustParseAddr("10.1.2.3"), Time: time.Now()}
 	v := tb.Lookup(r.Host, "", netip.Addr{})
 	if n := testing.AllocsPerRun(100, func() { c.Decide(&r, &v) }); n != 0 {
 		t.Errorf("Decide allocates %v times per call, want 0", n)

@@ -17,7 +17,7 @@ func (c *Compiled) decideNaive(r *Request, v *categorizer.Verdict) (rule string,
 	w := c.resolve(r, &buf)
 	var dm [MaxRules / 64]uint64
 	if len(c.domains) > 0 && r.Host != "" {
-		c.markDomains(r.Host, r.Path, &dm, -1)
+		c.markHost(r.Host, r.Path, &dm, -1)
 	}
 	for i := range c.rules {
 		cr := &c.rules[i]
