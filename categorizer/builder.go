@@ -88,6 +88,27 @@ func NewBuilder() *Builder {
 	}
 }
 
+// Grow reserves room for n more domain entries, saving the rehashing and
+// copying of growth when the size is known (the Syncer knows it from
+// validating each feed).
+func (b *Builder) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	want := b.nodes.n + n + n/8 // parents of listed names are stored too
+	if want*10 > len(b.nodes.slots)*7 {
+		old := b.nodes
+		b.nodes = newTable(want)
+		for i := range old.slots {
+			if s := &old.slots[i]; s.lo|s.hi != 0 {
+				p, _ := b.nodes.slot(s.key())
+				b.nodes.slots[p].val, b.nodes.slots[p].kids = s.val, s.kids
+			}
+		}
+	}
+	b.recs = slices.Grow(b.recs, n)
+}
+
 // Category returns the ID of a category, registering it on first use.
 func (b *Builder) Category(name string) (int, error) {
 	if id, ok := b.catIDs[name]; ok {
@@ -249,13 +270,19 @@ func (b *Builder) addDomain(feed FeedID, name string, cats Set, wildcard, except
 		return // parents already marked
 	}
 	// Mark the parent domains as having listed names below them (inserting
-	// them when absent), parent first, stopping at one already marked.
+	// them when absent) and add each child to its parent's filter, parent
+	// first, stopping at a parent that was marked already (its own
+	// parents were marked then).
+	child := key
 	for j := n - 1; j >= 0; j-- {
 		p, _ := b.nodes.slot(sfx[j])
-		if b.nodes.slots[p].val&childBit != 0 {
+		sl := &b.nodes.slots[p]
+		sl.kids |= childFilterBit(child)
+		if sl.val&childBit != 0 {
 			break
 		}
-		b.nodes.slots[p].val |= childBit
+		sl.val |= childBit
+		child = sfx[j]
 	}
 }
 

@@ -68,11 +68,18 @@ func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
 		// from the table has no listed names below it: stop there (or
 		// keep hashing only to find the host's URL entries).
 		descend := ix.domains.n > 0
+		kids := ^uint32(0) // filter of the parent matched last
 		h := hashOffset
 		for i := n - 1; i >= 0; i-- {
 			c := host[i]
 			if c == '.' && descend {
-				if descend = ix.matchDomain(finish(h), false, &v); !descend && !urls {
+				key := finish(h)
+				if kids&childFilterBit(key) == 0 {
+					descend = false // the filter rules this suffix out
+				} else {
+					descend, kids = ix.matchDomain(key, false, &v)
+				}
+				if !descend && !urls {
 					break
 				}
 			}
@@ -83,7 +90,7 @@ func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
 		}
 		if descend || urls {
 			key := finish(h)
-			if descend {
+			if descend && kids&childFilterBit(key) != 0 {
 				ix.matchDomain(key, true, &v)
 			}
 			if urls {
@@ -110,12 +117,13 @@ func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
 const childBit = 1 << 31
 
 // matchDomain applies the entry of one suffix and reports whether names
-// below it are listed.
-func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) bool {
-	val, ok := ix.domains.get(key)
-	if !ok {
-		return false
+// below it are listed, with the filter of their keys.
+func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) (bool, uint32) {
+	sl := ix.domains.find(key)
+	if sl == nil {
+		return false, 0
 	}
+	val := sl.val
 	a := &ix.attrs[val&^childBit]
 	if a.cut {
 		v.Categories, v.Threats = 0, 0
@@ -127,7 +135,7 @@ func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) bool {
 		v.Categories |= a.subCats
 		v.Threats |= a.subThr
 	}
-	return val&childBit != 0
+	return val&childBit != 0, sl.kids
 }
 
 func (ix *Index) matchURL(key uint64, path string, v *Verdict) {

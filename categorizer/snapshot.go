@@ -26,7 +26,7 @@ import (
 // in one process is valid in every other.
 const (
 	snapshotMagic  = "CORDONIX"
-	snapshotFormat = 1
+	snapshotFormat = 2
 	headerLen      = 8 + 4 + 8 + 8
 	// maxSnapshotLen bounds what DecodeSnapshot accepts (and allocates).
 	maxSnapshotLen = 2 << 30
@@ -39,7 +39,7 @@ func EncodeSnapshot(ix *Index) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("categorizer: encode snapshot status: %w", err)
 	}
-	w := &snapWriter{buf: make([]byte, 0, headerLen+64+ix.domains.n*12+len(status))}
+	w := &snapWriter{buf: make([]byte, 0, headerLen+64+ix.domains.n*16+len(status))}
 	w.buf = append(w.buf, snapshotMagic...)
 	w.u32(snapshotFormat)
 	w.u64(ix.version)
@@ -68,10 +68,13 @@ func EncodeSnapshot(ix *Index) ([]byte, error) {
 
 	w.uvarint(uint64(ix.domains.n))
 	w.uvarint(uint64(ix.domainCount))
-	ix.domains.each(func(k uint64, v uint32) {
-		w.u64(k)
-		w.u32(v)
-	})
+	for i := range ix.domains.slots {
+		if sl := &ix.domains.slots[i]; sl.lo|sl.hi != 0 {
+			w.u64(sl.key())
+			w.u32(sl.val)
+			w.u32(sl.kids)
+		}
+	}
 
 	w.uvarint(uint64(len(ix.urlGroups)))
 	for _, g := range ix.urlGroups {
@@ -166,17 +169,18 @@ func DecodeSnapshot(data []byte) (ix *Index, err error) {
 		return uint32(id)
 	}
 
-	nd := r.count("domains", r.remaining()/12)
+	nd := r.count("domains", r.remaining()/16)
 	ix.domainCount = r.count("listed domains", nd)
 	ix.domains = newTable(nd)
 	for i := 0; i < nd && r.err == nil; i++ {
-		k, v := r.u64("domain key"), r.u32("domain value")
+		k, v, kids := r.u64("domain key"), r.u32("domain value"), r.u32("domain children")
 		if k == 0 {
 			r.fail("domains", "zero key")
 			break
 		}
 		checkAttr("domains", uint64(v&^childBit))
-		ix.domains.put(k, v)
+		p, _ := ix.domains.slot(k)
+		ix.domains.slots[p].val, ix.domains.slots[p].kids = v, kids
 	}
 	if r.err == nil && ix.domains.n != nd {
 		r.fail("domains", "duplicate keys")

@@ -256,6 +256,11 @@ func (s *Syncer) build(ctx context.Context) (*Index, error) {
 	start := time.Now()
 	b := NewBuilder()
 	status := s.Status()
+	total := 0
+	for _, st := range status {
+		total += st.Entries
+	}
+	b.Grow(total)
 	var errs []error
 	for i, f := range s.feeds {
 		if status[i].UpdatedAt.IsZero() {
