@@ -114,6 +114,15 @@ func testEngine(t testing.TB, trusted []netip.Prefix) *policies.Engine {
 			}
 		}
 	}
+	// A threat feed of destination addresses: names resolving into it are
+	// blocked whatever the name.
+	ipFeed, err := b.AddFeed("test-badips", []string{"malware"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(ipFeed, categorizer.Entry{Kind: categorizer.KindCIDR, Prefix: netip.MustParsePrefix("127.0.0.66/32")}); err != nil {
+		t.Fatal(err)
+	}
 	ix, err := b.Build(1)
 	if err != nil {
 		t.Fatal(err)
@@ -261,11 +270,12 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	for _, n := range testHosts {
 		cfg.ResolveOverrides[n] = "127.0.0.1"
 	}
+	cfg.ResolveOverrides["ipthreat.test"] = "127.0.0.66"
 	if cfg.ConnectPorts == nil {
 		cfg.ConnectPorts = []int{0} // origins listen on random ports
 	}
 	if !o.noAllow && cfg.AllowPrivateDestinations == nil {
-		cfg.AllowPrivateDestinations = []string{"127.0.0.1/32"}
+		cfg.AllowPrivateDestinations = []string{"127.0.0.1/32", "127.0.0.66/32"}
 	}
 	h.srv, err = New(cfg, Deps{
 		Engine:          h.engine,

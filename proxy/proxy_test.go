@@ -143,6 +143,25 @@ func TestHTTPBlockedPage(t *testing.T) {
 	}
 }
 
+// TestDestinationIPThreat: the decision sees the resolved address, so an
+// unlisted name resolving into an IP threat feed is blocked before any
+// connection is made.
+func TestDestinationIPThreat(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	resp, body := get(t, h.client(nil), "http://ipthreat.test:9/")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "test-badips") {
+		t.Fatalf("name resolving to a listed address = %d, want the block page naming the IP feed", resp.StatusCode)
+	}
+	ev := h.events.forHost(t, "ipthreat.test")
+	if ev.RuleID != "block-threats" || len(ev.Threats) != 1 || ev.Threats[0] != "test-badips" {
+		t.Errorf("event = %+v", ev)
+	}
+	resp, _, _ = connect(t, h, "ipthreat.test:443")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("CONNECT to a name resolving to a listed address = %d, want 403", resp.StatusCode)
+	}
+}
+
 func TestReviewRequest(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.client(nil)
