@@ -36,7 +36,7 @@ LOADTEST=${LOADTEST:-}          # a `loadtest` binary or "cordon loadtest"; defa
 DURATION=${DURATION:-10s}
 REPEAT=${REPEAT:-1}             # runs per measurement; the one with the median throughput is compared
 CONNECTIONS=${CONNECTIONS:-100}
-RATE=${RATE:-0}                 # > 0 adds an open-loop HTTP run at this many requests/s per peer
+RATE=${RATE:-0}                 # > 0 adds an open-loop HTTP run (1 KiB URLs only) at this many requests/s per peer
 DNS_CONCURRENCY=${DNS_CONCURRENCY:-50}
 HOT=${HOT:-1000}                # names in the cached ("hot") DNS run
 PEERS=${PEERS:-"direct squid unbound cordon"}
@@ -228,7 +228,7 @@ http_suites() { # peer args...
 	shift
 	has_suite http && run_http "$peer" http "$@"
 	has_suite https && run_http "$peer" https --https "$@"
-	if [[ $RATE != 0 ]] && has_suite http; then run_http "$peer" http-open --rate "$RATE" "$@"; fi
+	if [[ $RATE != 0 ]] && has_suite http; then run_http "$peer" http-open --rate "$RATE" --urls "$TMP/urls-1k.txt" "$@"; fi
 	return 0
 }
 
@@ -258,6 +258,8 @@ log "results in $OUT; $(nproc) CPUs; $(uname -sr); $(go version | cut -d' ' -f3)
 } >"$OUT/machine.txt"
 
 awk -v n="$HOT" '!/^[#;]/ && NF && c++ < n' "$NAMES" >"$TMP/hot.txt"
+# The open-loop run measures proxy overhead on 1 KiB bodies only.
+awk '!/^#/ && /\/1k$/' "$URLS" >"$TMP/urls-1k.txt"
 # The blocklist, one name per line, from the same feeds as the traffic files.
 for f in $BLOCK_FEEDS; do
 	grep -v '^[#!]' "$DATA/$f" | awk 'NF{n=$NF; sub(/\.$/,"",n); print tolower(n)}'
@@ -281,7 +283,7 @@ for ((i = 0; i < 50; i++)); do [[ -s $TMP/origin-ca.pem ]] && break; sleep 0.1; 
 if has_peer direct; then
 	has_suite http && run_http direct http --connect-to $ORIGIN_HTTP
 	has_suite https && run_http direct https --https --connect-to $ORIGIN_HTTPS
-	[[ $RATE != 0 ]] && has_suite http && run_http direct http-open --rate "$RATE" --connect-to $ORIGIN_HTTP
+	[[ $RATE != 0 ]] && has_suite http && run_http direct http-open --rate "$RATE" --urls "$TMP/urls-1k.txt" --connect-to $ORIGIN_HTTP
 	if has_suite http && command -v wrk >/dev/null; then
 		timeout "$RUN_TIMEOUT" wrk -t 2 -c "$CONNECTIONS" -d "$DURATION" --latency "http://$ORIGIN_HTTP/1k" >"$OUT/wrk-direct.txt" 2>&1 || true
 		log "  wrk cross-check (direct, /1k only): $(awk '/Requests\/sec/{print $2 " req/s"}' "$OUT/wrk-direct.txt")"
