@@ -54,6 +54,8 @@ type APIConfig struct {
 	Registerer prometheus.Registerer
 }
 
+var _ http.Handler = (*API)(nil)
+
 // Route is one registered API route.
 type Route struct {
 	Method     string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,13 +99,18 @@ type Engine struct {
 
 	authMu    sync.Mutex
 	authCache map[[sha256.Size]byte]time.Time
+	// hashSlots bounds concurrent slow-hash verifications (argon2id holds
+	// 19 MiB each), so a burst of logins or a brute-force attempt cannot
+	// exhaust memory or every CPU.
+	hashSlots chan struct{}
 
 	m *engineMetrics
 }
 
 // NewEngine returns an Engine serving the empty policy.
 func NewEngine(cfg EngineConfig) *Engine {
-	e := &Engine{cfg: cfg, log: cfg.Logger, authTTL: cfg.AuthCacheTTL, authCache: make(map[[sha256.Size]byte]time.Time)}
+	e := &Engine{cfg: cfg, log: cfg.Logger, authTTL: cfg.AuthCacheTTL, authCache: make(map[[sha256.Size]byte]time.Time),
+		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -233,7 +239,7 @@ func (e *Engine) Authenticate(user, password string) (*Principal, bool) {
 	id := e.state.Load().c.id
 	ui, ok := id.users[user]
 	if !ok || id.userRecs[ui].hash == "" {
-		verifyPassword(dummyHash(), password)
+		e.verify(dummyHash(), password)
 		e.m.auth.WithLabelValues("fail").Inc()
 		return nil, false
 	}
@@ -249,7 +255,7 @@ func (e *Engine) Authenticate(user, password string) (*Principal, bool) {
 			return rec.principal, true
 		}
 	}
-	if !verifyPassword(rec.hash, password) {
+	if !e.verify(rec.hash, password) {
 		e.m.auth.WithLabelValues("fail").Inc()
 		return nil, false
 	}
@@ -270,6 +276,13 @@ func (e *Engine) Authenticate(user, password string) (*Principal, bool) {
 	}
 	e.m.auth.WithLabelValues("ok").Inc()
 	return rec.principal, true
+}
+
+// verify runs the slow hash check within the concurrency bound.
+func (e *Engine) verify(hash, password string) bool {
+	e.hashSlots <- struct{}{}
+	defer func() { <-e.hashSlots }()
+	return verifyPassword(hash, password)
 }
 
 // dummyHash is verified for unknown users so that timing does not reveal

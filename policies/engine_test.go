@@ -257,3 +257,41 @@ func TestEngineRealIndex(t *testing.T) {
 		t.Errorf("Check allocates %v times per call with a real index, want 0", n)
 	}
 }
+
+func TestEngineAuthenticateConcurrent(t *testing.T) {
+	hash, err := HashPassword("pw-0123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse([]byte(fmt.Sprintf("users:\n  - name: u\n    password_hash: %q\n", hash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(EngineConfig{Logger: slog.New(slog.DiscardHandler), AuthCacheTTL: -1})
+	if err := e.SetPolicy(p, 1); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	fails := make(chan string, 32)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pw := "pw-0123"
+			if i%2 == 1 {
+				pw = "wrong"
+			}
+			if _, ok := e.Authenticate("u", pw); ok != (i%2 == 0) {
+				fails <- fmt.Sprintf("goroutine %d: Authenticate = %v", i, ok)
+			}
+		}()
+	}
+	wg.Wait()
+	close(fails)
+	for f := range fails {
+		t.Error(f)
+	}
+	if n := len(e.hashSlots); n != 0 {
+		t.Errorf("%d hash slots still held", n)
+	}
+}
