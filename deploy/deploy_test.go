@@ -781,6 +781,28 @@ func TestMultiEdgeConfigs(t *testing.T) {
 func TestDataPaths(t *testing.T) {
 	for _, name := range configFiles {
 		c := loadConfig(t, name)
+		// Files a configuration names in /etc/cordon are shipped here,
+		// where compose and the ConfigMap take them from.
+		var walk func(at string, v any)
+		walk = func(at string, v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				for k, e := range x {
+					walk(at+"."+k, e)
+				}
+			case []any:
+				for i, e := range x {
+					walk(fmt.Sprintf("%s[%d]", at, i), e)
+				}
+			case string:
+				if rest, ok := strings.CutPrefix(x, configDir+"/"); ok {
+					if _, err := os.Stat(rest); err != nil {
+						t.Errorf("%s: %s = %q: deploy/%s: %v", name, at[1:], x, rest, err)
+					}
+				}
+			}
+		}
+		walk("", c.m)
 		dataDir := filepath.Clean(c.str(t, defaultDataDir, "data_dir"))
 		for _, keys := range [][]string{
 			{"reports", "dir"},
@@ -804,8 +826,13 @@ func TestPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := policies.Validate(p, nil); err != nil {
-		t.Fatalf("policy.yaml: %v", err)
+	// It works with the bundled feeds: every category and threat it
+	// names is one they provide.
+	if err := policies.Validate(p, bundledTable(t)); err != nil {
+		t.Fatalf("policy.yaml against the bundled feeds: %v", err)
+	}
+	if out, err := exec.Command(cordon(t), "policy", "validate", "--local", "policy.yaml").CombinedOutput(); err != nil {
+		t.Errorf("cordon policy validate --local policy.yaml: %v\n%s", err, out)
 	}
 	// A starter policy ships no credentials: no password hash or DoH
 	// token an attacker could read here.
@@ -836,6 +863,37 @@ func TestPolicy(t *testing.T) {
 	if !reflect.DeepEqual(doc.Rules, example.Rules) {
 		t.Errorf("policy.yaml rules differ from policies/testdata/example.yaml: copy them over")
 	}
+}
+
+// feedTable names the categories and threat feeds of a feed set.
+type feedTable struct{ categories, threats map[string]int }
+
+func (f feedTable) CategoryID(name string) (int, bool) { id, ok := f.categories[name]; return id, ok }
+func (f feedTable) ThreatID(name string) (int, bool)   { id, ok := f.threats[name]; return id, ok }
+
+// bundledTable is the table of the feeds `cordon serve` loads with no
+// configuration.
+func bundledTable(t *testing.T) feedTable {
+	t.Helper()
+	tab := feedTable{categories: map[string]int{categorizer.NewlySeenCategory: categorizer.NewlySeenID}, threats: map[string]int{}}
+	feeds := categorizer.DefaultFeeds()
+	if len(feeds) == 0 {
+		t.Fatal("categorizer.DefaultFeeds() is empty")
+	}
+	for _, f := range feeds {
+		for _, c := range f.Categories {
+			if _, to, ok := strings.Cut(c, ":"); ok && f.Format == categorizer.FormatUT1 {
+				c = to
+			}
+			if _, ok := tab.categories[c]; !ok {
+				tab.categories[c] = len(tab.categories)
+			}
+		}
+		if f.Threat {
+			tab.threats[f.Name] = len(tab.threats)
+		}
+	}
+	return tab
 }
 
 // dockerInstr is one Dockerfile instruction with continuations joined.
@@ -1209,7 +1267,7 @@ func loadK8s(t *testing.T) *k8sObjects {
 		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		netpols: map[string]*networkingv1.NetworkPolicy{},
-		files: map[string][]string{},
+		files:   map[string][]string{},
 	}
 	paths, err := filepath.Glob(filepath.Join("k8s", "*.yaml"))
 	if err != nil {
