@@ -71,8 +71,9 @@ type Config struct {
 
 	// ConnectPorts are the destination ports CONNECT may reach (as
 	// Squid's SSL_ports): anything else is refused with 403, so the proxy
-	// is no generic TCP relay. A list containing 0 allows every port.
-	// Default [443, 8443].
+	// is no generic TCP relay. A list containing 0 allows every port; an
+	// explicit empty list (connect_ports: []) refuses every CONNECT.
+	// Default (absent) [443, 8443].
 	ConnectPorts []int `yaml:"connect_ports"`
 
 	// ConnectWarn is how a "warn" decision is enforced on an uninspected
@@ -149,8 +150,9 @@ type InspectConfig struct {
 	// CADir holds ca.crt and ca.key made by InitCA (`cordon ca init`).
 	// Default "./cordon-data/ca".
 	CADir string `yaml:"ca_dir"`
-	// DoNotInspectCategories are categories always spliced untouched.
-	// Default ["finance", "health"].
+	// DoNotInspectCategories are categories always spliced untouched. An
+	// explicit empty list exempts no category. Default (absent)
+	// ["finance", "health"].
 	DoNotInspectCategories []string `yaml:"do_not_inspect_categories"`
 	// DoNotInspectDomains are domains (and their subdomains) always
 	// spliced untouched. Default none.

@@ -198,6 +198,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
+// ListenAndServe listens on Config.Listen and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ln)
+}
+
 // Serve accepts proxy clients on ln until Shutdown. It returns
 // http.ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
