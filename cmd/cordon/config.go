@@ -210,4 +210,7 @@ func (c *Config) applyDataDir() {
 	if c.Reports.Dir == "" || c.Reports.Dir == reports.Defaults().Dir {
 		c.Reports.Dir = c.path("reports")
 	}
+	if d := c.Proxy.TLSInspection.CADir; d == "" || d == proxy.Defaults().TLSInspection.CADir {
+		c.Proxy.TLSInspection.CADir = c.path("ca")
+	}
 }
