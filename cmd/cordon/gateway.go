@@ -408,6 +408,12 @@ func (g *gateway) setupAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	if g.proxy != nil {
+		// clients must not reach the admin API or the DNS filter through
+		// the proxy, whatever allow_private_destinations says
+		g.proxy.DenyDestination(g.adminLn.Addr())
+		g.proxy.DenyDestination(g.dnsTCP.Addr())
+	}
 	g.admin = &http.Server{
 		Handler:           g.adminMux(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -335,3 +335,18 @@ func TestAdminSurface(t *testing.T) {
 		t.Fatalf("report page: %d %.200q", r.StatusCode, b)
 	}
 }
+
+// TestProxyRefusesOwnListeners: even with loopback destinations allowed,
+// the proxy does not carry clients to its own admin API.
+func TestProxyRefusesOwnListeners(t *testing.T) {
+	tg := startGateway(t, nil)
+	resp, err := tg.proxyClient().Get("http://" + tg.adminLn.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == 200 || strings.Contains(string(body), "ok\n") && len(body) == 3 {
+		t.Fatalf("proxy reached its own admin listener: %d %q", resp.StatusCode, body)
+	}
+}
