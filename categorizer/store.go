@@ -31,9 +31,11 @@ type SnapshotStore interface {
 	Get(ctx context.Context, version uint64) ([]byte, error)
 	// Subscribe calls fn with every version announced after it was called
 	// (in order per publisher, possibly more than once) until ctx is done;
-	// it returns ctx.Err() then. Versions may be skipped when they follow
-	// each other quickly; the latest is never skipped. fn must not block
-	// for long.
+	// it returns ctx.Err() then. Once the subscription is live it also
+	// calls fn with the latest version at that moment (when there is one),
+	// so nothing published between a caller's Latest and its Subscribe is
+	// missed. Versions may be skipped when they follow each other quickly;
+	// the latest is never skipped. fn must not block for long.
 	Subscribe(ctx context.Context, fn func(version uint64)) error
 }
 
@@ -216,13 +218,16 @@ func (s *FileStore) Subscribe(ctx context.Context, fn func(uint64)) error {
 	ch := make(chan uint64, 8)
 	s.mu.Lock()
 	s.subs[ch] = struct{}{}
-	last, _ := s.latestVersion()
+	last, err := s.latestVersion()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.subs, ch)
 		s.mu.Unlock()
 	}()
+	if err == nil {
+		fn(last) // live now: hand over the current latest
+	}
 	t := time.NewTicker(s.poll)
 	defer t.Stop()
 	for {

@@ -228,6 +228,11 @@ func (s *Store) Subscribe(ctx context.Context, fn func(uint64)) error {
 		return fmt.Errorf("redisstore: subscribe: %w", err)
 	}
 	ch := ps.Channel()
+	// Live now: hand over the current latest, which may have been
+	// published before the subscription started.
+	if v, err := s.rdb.Get(ctx, s.latestKey()).Uint64(); err == nil {
+		fn(v)
+	}
 	for {
 		select {
 		case <-ctx.Done():
