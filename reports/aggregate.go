@@ -122,6 +122,10 @@ type Counters struct {
 	// Attempts are blocked attempts keyed by AttemptKey(domain,
 	// category, rule).
 	Attempts map[string]Attempt `json:"b,omitempty"`
+	// Groups and Locations count requests per group and per location
+	// (overview rows only).
+	Groups    map[string]int64 `json:"g,omitempty"`
+	Locations map[string]int64 `json:"l,omitempty"`
 }
 
 func incr(m *map[string]int64, k string, n int64) {
@@ -153,6 +157,7 @@ func (c *Counters) mergeRest(o *Counters) {
 		{&c.BlockedCategories, &o.BlockedCategories}, {&c.Actions, &o.Actions},
 		{&c.Rules, &o.Rules}, {&c.WouldBlock, &o.WouldBlock}, {&c.Threats, &o.Threats},
 		{&c.Users, &o.Users}, {&c.UserBlocks, &o.UserBlocks},
+		{&c.Groups, &o.Groups}, {&c.Locations, &o.Locations},
 	} {
 		for k, n := range *p.src {
 			incr(p.dst, k, n)
@@ -226,7 +231,7 @@ func (c *Counters) AddAttempt(k string, a Attempt) {
 func (c *Counters) Fields() int {
 	return 4 + len(c.Domains) + len(c.Categories) + len(c.BlockedCategories) +
 		len(c.Actions) + len(c.Rules) + len(c.WouldBlock) + len(c.Threats) +
-		len(c.Users) + len(c.UserBlocks) + len(c.Attempts)
+		len(c.Users) + len(c.UserBlocks) + len(c.Attempts) + len(c.Groups) + len(c.Locations)
 }
 
 // Clone returns a deep copy of c.
@@ -315,7 +320,11 @@ func (d *Delta) Add(ev *policies.AccessEvent) {
 	d.Events++
 	h := HourOf(ev.Time)
 	host := normalizeHost(ev.Host)
-	d.row(RowKey{ScopeAll, "", h}).add(ev, host, ev.User, true)
+	all := d.row(RowKey{ScopeAll, "", h})
+	all.add(ev, host, ev.User, true)
+	if ev.Location != "" {
+		incr(&all.Locations, ev.Location, 1)
+	}
 	if ev.User != "" {
 		d.row(RowKey{ScopeUser, ev.User, h}).add(ev, host, ev.User, false)
 	}
@@ -324,6 +333,7 @@ func (d *Delta) Add(ev *policies.AccessEvent) {
 			continue
 		}
 		d.row(RowKey{ScopeGroup, g, h}).add(ev, host, ev.User, true)
+		incr(&all.Groups, g, 1)
 	}
 	if ev.Location != "" {
 		d.row(RowKey{ScopeLocation, ev.Location, h}).add(ev, host, ev.User, true)

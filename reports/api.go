@@ -28,6 +28,8 @@ const (
 	PathLocation = "/api/v1/reports/locations/{location}"
 	PageOverview = "/reports"
 	PageUser     = "/reports/users/{user}"
+	PageGroup    = "/reports/groups/{group}"
+	PageLocation = "/reports/locations/{location}"
 )
 
 // Handler serves the reports API and pages from a Reader. It does no
@@ -62,6 +64,8 @@ func (h *Handler) PageRoutes() []Route {
 	return []Route{
 		{http.MethodGet, PageOverview, h.page(ScopeAll, "")},
 		{http.MethodGet, PageUser, h.page(ScopeUser, "user")},
+		{http.MethodGet, PageGroup, h.page(ScopeGroup, "group")},
+		{http.MethodGet, PageLocation, h.page(ScopeLocation, "location")},
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 //	summary           name=subject, count=requests, blocked, bytes, time=from
 //	timeline          count=requests, blocked, bytes, time=hour start
 //	domain, category, blocked_category, action, rule, would_block,
-//	threat, user, user_blocks      name, count
+//	threat, user, user_blocks, group, location      name, count
 //	blocked           name=domain, category, rule, count, time=last attempt
 var CSVHeader = []string{"section", "name", "category", "rule", "count", "blocked", "bytes_up", "bytes_down", "time"}
 
@@ -38,6 +38,7 @@ func (rep *Report) WriteCSV(w io.Writer) error {
 		{"blocked_category", rep.BlockedCategories}, {"action", rep.Actions},
 		{"rule", rep.Rules}, {"would_block", rep.WouldBlock}, {"threat", rep.Threats},
 		{"user", rep.TopUsers}, {"user_blocks", rep.TopUsersByBlocks},
+		{"group", rep.TopGroups}, {"location", rep.TopLocations},
 	} {
 		for _, c := range sec.list {
 			rows = append(rows, []string{sec.name, cellSafe(c.Name), "", "", i64(c.Count), "", "", "", ""})

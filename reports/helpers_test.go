@@ -64,6 +64,7 @@ type expected struct {
 	Domains, Categories, Blocks map[string]int64
 	Users, UserBlocks, Would    map[string]int64
 	Threats, Actions, Rules     map[string]int64
+	Groups, Locations           map[string]int64
 	Attempts                    map[[3]string]int64
 	Hours                       map[int64][2]int64
 }
@@ -74,6 +75,7 @@ func expect(evs []*policies.AccessEvent, match func(*policies.AccessEvent) bool)
 		Users: map[string]int64{}, UserBlocks: map[string]int64{}, Would: map[string]int64{},
 		Threats: map[string]int64{}, Actions: map[string]int64{}, Rules: map[string]int64{},
 		Attempts: map[[3]string]int64{}, Hours: map[int64][2]int64{},
+		Groups: map[string]int64{}, Locations: map[string]int64{},
 	}
 	for _, ev := range evs {
 		if !match(ev) {
@@ -112,6 +114,14 @@ func expect(evs []*policies.AccessEvent, match func(*policies.AccessEvent) bool)
 		}
 		if ev.Monitor && ev.RuleAction != "allow" {
 			e.Would[ev.RuleID]++
+		}
+		if ev.Location != "" {
+			e.Locations[ev.Location]++
+		}
+		for i, g := range ev.Groups {
+			if g != "" && !dupBefore(ev.Groups, i) {
+				e.Groups[g]++
+			}
 		}
 		if ev.User != "" {
 			e.Users[ev.User]++
@@ -163,6 +173,12 @@ func checkReport(t *testing.T, rep *Report, e *expected, withUsers bool) {
 	if withUsers {
 		sameMap(t, "top_users", rep.TopUsers, e.Users)
 		sameMap(t, "top_users_by_blocks", rep.TopUsersByBlocks, e.UserBlocks)
+	}
+	if rep.Scope == "all" {
+		sameMap(t, "top_groups", rep.TopGroups, e.Groups)
+		sameMap(t, "top_locations", rep.TopLocations, e.Locations)
+	} else if len(rep.TopGroups)+len(rep.TopLocations) > 0 {
+		t.Errorf("%s report has top groups/locations", rep.Scope)
 	}
 	if len(rep.BlockedAttempts) != len(e.Attempts) {
 		t.Errorf("blocked_attempts: %d entries, want %d", len(rep.BlockedAttempts), len(e.Attempts))

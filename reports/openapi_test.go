@@ -75,7 +75,7 @@ func TestOpenAPIReportSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, v := range map[string]any{
-		"Report":               Report{Subject: "x", TopUsers: []Count{{}}, TopUsersByBlocks: []Count{{}}},
+		"Report":               Report{Subject: "x", TopUsers: []Count{{}}, TopUsersByBlocks: []Count{{}}, TopGroups: []Count{{}}, TopLocations: []Count{{}}},
 		"ReportCount":          Count{},
 		"ReportBlockedAttempt": BlockedAttempt{Category: "c", Rule: "r"},
 		"ReportHour":           HourPoint{},

@@ -16,12 +16,11 @@ import (
 var templateFS embed.FS
 
 var pageTmpl = template.Must(template.New("").Funcs(template.FuncMap{
-	"num":     formatNum,
-	"bytes":   formatBytes,
-	"pct":     pct,
-	"when":    func(t time.Time) string { return t.UTC().Format("Jan 2 15:04") },
-	"day":     func(t time.Time) string { return t.UTC().Format("Mon Jan 2 15:04 MST") },
-	"userURL": func(u string) string { return "/reports/users/" + url.PathEscape(u) },
+	"num":   formatNum,
+	"bytes": formatBytes,
+	"pct":   pct,
+	"when":  func(t time.Time) string { return t.UTC().Format("Jan 2 15:04") },
+	"day":   func(t time.Time) string { return t.UTC().Format("Mon Jan 2 15:04 MST") },
 }).ParseFS(templateFS, "templates/*.html"))
 
 // rangeLink is one entry of the range selector.
@@ -44,6 +43,8 @@ type pageData struct {
 	Domains   *barChart
 	BlockCats *barChart
 	Users     *barChart
+	Groups    *barChart
+	Locations *barChart
 	Generated time.Time
 }
 
@@ -71,6 +72,8 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, rep *Report, q 
 	d.Domains = newBarChart(rep.TopDomains, "#2a9d8f", nil)
 	d.BlockCats = newBarChart(rep.BlockedCategories, "#d64545", nil)
 	d.Users = newBarChart(rep.TopUsersByBlocks, "#d64545", func(name string) string { return "/reports/users/" + url.PathEscape(name) })
+	d.Groups = newBarChart(rep.TopGroups, "#7a5cc7", func(name string) string { return "/reports/groups/" + url.PathEscape(name) })
+	d.Locations = newBarChart(rep.TopLocations, "#c7872a", func(name string) string { return "/reports/locations/" + url.PathEscape(name) })
 	var buf bytes.Buffer
 	if err := pageTmpl.ExecuteTemplate(&buf, "page.html", &d); err != nil {
 		h.fail(w, r, fmt.Errorf("reports: render page: %w", err))

@@ -52,6 +52,11 @@ func demoEvents(now time.Time) []*policies.AccessEvent {
 	}
 	var out []*policies.AccessEvent
 	users := []string{"alice", "bob", "carol", "dave", "erin"}
+	groupsOf := map[string][]string{
+		"alice": {"staff", "engineering"}, "bob": {"staff", "sales"}, "carol": {"staff", "engineering"},
+		"dave": {"staff", "finance"}, "erin": {"staff", "sales"},
+	}
+	locs := []string{"hq", "hq", "hq", "branch-berlin", "branch-berlin", "remote"}
 	for i := 0; i < 2400; i++ {
 		// Office-hours shape: more traffic in the working hours.
 		hoursAgo := r.IntN(24)
@@ -73,7 +78,7 @@ func demoEvents(now time.Time) []*policies.AccessEvent {
 		}
 		ev := &policies.AccessEvent{
 			Time: now.Add(-time.Duration(hoursAgo)*time.Hour - time.Duration(r.IntN(3600))*time.Second),
-			User: u, Groups: []string{"staff"}, Location: "hq", ClientIP: netip.MustParseAddr("10.0.0.7"),
+			User: u, Groups: groupsOf[u], Location: locs[r.IntN(len(locs))], ClientIP: netip.MustParseAddr("10.0.0.7"),
 			Protocol: policies.ProtoHTTPS, Method: "CONNECT", Host: s.host,
 			Action: s.action, RuleAction: s.action, RuleID: s.rule, Monitor: s.monitor,
 			BytesUp: int64(500 + r.IntN(4000)), BytesDown: int64(2000 + r.IntN(400000)), Status: 200,
@@ -132,7 +137,10 @@ func TestPagesRender(t *testing.T) {
 	}{
 		{"/reports/users/alice", []string{`<span class="kind">user</span>alice`, "Requests per hour", "<svg", "pokerstars.example", "no-gambling",
 			formatNum(want.Requests), "Export CSV", "social-trial"}},
-		{"/reports?from=7d", []string{"Traffic overview", "Top users by blocks", `href="/reports/users/alice"`, "openphish", "social-trial", `class="on">7 days`}},
+		{"/reports?from=7d", []string{"Traffic overview", "Top users by blocks", `href="/reports/users/alice"`, "openphish", "social-trial", `class="on">7 days`,
+			`href="/reports/locations/hq"`, `href="/reports/groups/staff"`}},
+		{"/reports/groups/staff", []string{`<span class="kind">group</span>staff`, "Top users by blocks", `href="/reports/users/alice"`}},
+		{"/reports/locations/hq", []string{`<span class="kind">location</span>hq`, "pokerstars.example"}},
 		{"/reports/users/" + "%3Cscript%3E", []string{`<span class="kind">user</span>&lt;script&gt;`, "Nothing was blocked"}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {

@@ -206,9 +206,12 @@ type Report struct {
 	Threats           []Count          `json:"threats"`
 	// TopUsers and TopUsersByBlocks are filled for overview, group and
 	// location reports.
-	TopUsers         []Count     `json:"top_users,omitempty"`
-	TopUsersByBlocks []Count     `json:"top_users_by_blocks,omitempty"`
-	Timeline         []HourPoint `json:"timeline"`
+	TopUsers         []Count `json:"top_users,omitempty"`
+	TopUsersByBlocks []Count `json:"top_users_by_blocks,omitempty"`
+	// TopGroups and TopLocations (requests) are filled for the overview.
+	TopGroups    []Count     `json:"top_groups,omitempty"`
+	TopLocations []Count     `json:"top_locations,omitempty"`
+	Timeline     []HourPoint `json:"timeline"`
 }
 
 // Reader answers report queries from a Store. Safe for concurrent use.
@@ -299,6 +302,10 @@ func buildReport(scope Scope, subject string, q Query, fromH, toH int64, rows []
 	if scope != ScopeUser {
 		rep.TopUsers = top(total.Users, q.Top)
 		rep.TopUsersByBlocks = top(total.UserBlocks, q.Top)
+	}
+	if scope == ScopeAll {
+		rep.TopGroups = top(total.Groups, q.Top)
+		rep.TopLocations = top(total.Locations, q.Top)
 	}
 	rep.BlockedAttempts = attempts(total.Attempts, q.Top)
 	rep.Timeline = make([]HourPoint, 0, toH-fromH+1)

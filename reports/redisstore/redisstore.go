@@ -6,7 +6,8 @@
 // <prefix>:<scope code>:<unix hour>:<subject>, whose fields are counters
 // incremented with HINCRBY ("req", "up", "down", "blk", "d:<domain>",
 // "c:<category>", "bc:<category>", "a:<action>", "r:<rule>", "m:<rule>",
-// "t:<threat>", "u:<user>", "ub:<user>", "b:<attempt>") plus "bt:<attempt>"
+// "t:<threat>", "u:<user>", "ub:<user>", "g:<group>", "l:<location>",
+// "b:<attempt>") plus "bt:<attempt>"
 // holding the last blocked time (a maximum). A small Lua script applies
 // one row atomically: it caps distinct domains and blocked attempts per
 // row (counted in the fields "nd" and "na"; further names go to
@@ -163,7 +164,7 @@ func mapsOf(c *reports.Counters) []prefixed {
 	return []prefixed{
 		{"c:", &c.Categories}, {"bc:", &c.BlockedCategories},
 		{"a:", &c.Actions}, {"r:", &c.Rules}, {"m:", &c.WouldBlock}, {"t:", &c.Threats},
-		{"u:", &c.Users}, {"ub:", &c.UserBlocks},
+		{"u:", &c.Users}, {"ub:", &c.UserBlocks}, {"g:", &c.Groups}, {"l:", &c.Locations},
 	}
 }
 

@@ -128,6 +128,15 @@ func check(t *testing.T, r *reports.Reader, evs []*policies.AccessEvent) {
 		if got != want {
 			t.Errorf("Report(%s %q) totals = %+v, want %+v", scope, u, got, want)
 		}
+		if scope == reports.ScopeAll {
+			var groups int64
+			for _, g := range rep.TopGroups {
+				groups += g.Count
+			}
+			if groups != want.req || len(rep.TopLocations) != 1 || rep.TopLocations[0].Count != want.req {
+				t.Errorf("overview groups sum %d, locations %v, want %d", groups, rep.TopLocations, want.req)
+			}
+		}
 		var ga int64
 		var gl time.Time
 		for _, a := range rep.BlockedAttempts {
