@@ -330,41 +330,62 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) error {
 type policyBody struct {
 	Comment string  `json:"comment"`
 	Policy  *Policy `json:"policy"`
+	// BaseVersion, when set, makes the PUT conditional: it fails with 409
+	// unless the current version is still this one.
+	BaseVersion *int64 `json:"base_version,omitempty"`
 }
 
 // readPolicy reads a policy submission: JSON {"comment", "policy"}, or a
 // YAML document (Content-Type application/yaml) with the comment in the
 // "comment" query parameter.
 func (a *API) readPolicy(w http.ResponseWriter, r *http.Request) (*Policy, string, error) {
+	p, c, _, err := a.readPolicyBase(w, r)
+	return p, c, err
+}
+
+// readPolicyBase is readPolicy plus the optional base version (JSON
+// "base_version", or the base_version query parameter).
+func (a *API) readPolicyBase(w http.ResponseWriter, r *http.Request) (*Policy, string, *int64, error) {
+	var base *int64
+	if s := r.URL.Query().Get("base_version"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return nil, "", nil, badRequest("query base_version=%q: want a non-negative integer", s)
+		}
+		base = &n
+	}
 	mt := "application/json"
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(ct); err != nil {
-			return nil, "", badRequest("Content-Type %q: %v", ct, err)
+			return nil, "", nil, badRequest("Content-Type %q: %v", ct, err)
 		}
 	}
 	switch mt {
 	case "application/yaml", "application/x-yaml", "text/yaml":
 		b, err := a.readBody(w, r)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		p, err := Parse(b)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
-		return p, r.URL.Query().Get("comment"), nil
+		return p, r.URL.Query().Get("comment"), base, nil
 	case "application/json":
 		var body policyBody
 		if err := a.decode(w, r, &body); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		if body.Policy == nil {
-			return nil, "", badRequest(`missing field "policy"`)
+			return nil, "", nil, badRequest(`missing field "policy"`)
 		}
-		return body.Policy, body.Comment, nil
+		if body.BaseVersion != nil {
+			base = body.BaseVersion
+		}
+		return body.Policy, body.Comment, base, nil
 	}
-	return nil, "", badRequest("Content-Type %q: want application/json or application/yaml", mt)
+	return nil, "", nil, badRequest("Content-Type %q: want application/json or application/yaml", mt)
 }
 
 func wantsYAML(r *http.Request) bool {
@@ -474,14 +495,19 @@ func (a *API) registerRoutes() {
 		return nil
 	})
 	a.handle("PUT", p+"/policy", PermWrite, func(w http.ResponseWriter, r *http.Request, act Actor) error {
-		if err := knownQuery(r, "comment"); err != nil {
+		if err := knownQuery(r, "comment", "base_version"); err != nil {
 			return err
 		}
-		doc, comment, err := a.readPolicy(w, r)
+		doc, comment, base, err := a.readPolicyBase(w, r)
 		if err != nil {
 			return err
 		}
-		v, err := a.svc.Put(r.Context(), act, doc, comment)
+		var v *Version
+		if base != nil {
+			v, err = a.svc.PutIfCurrent(r.Context(), act, doc, comment, *base)
+		} else {
+			v, err = a.svc.Put(r.Context(), act, doc, comment)
+		}
 		if err != nil {
 			return err
 		}

@@ -105,6 +105,11 @@ func TestAPIPolicyLifecycle(t *testing.T) {
 	if code := env.do(t, RoleSecOps, "PUT", "/api/v1/policy", "application/json", string(body), &vr); code != 200 || vr.Version.Number != 2 {
 		t.Fatalf("secops PUT json: %d %+v", code, vr)
 	}
+	// A PUT based on a stale version is refused.
+	var stale apiError
+	if code := env.do(t, RoleSecOps, "PUT", "/api/v1/policy?base_version=1", "application/json", string(body), &stale); code != 409 || !strings.Contains(stale.Error, "changed since version 1 (now 2)") {
+		t.Fatalf("stale PUT: %d %+v", code, stale)
+	}
 	var d Diff
 	if code := env.do(t, RoleAuditor, "GET", "/api/v1/policy/diff?from=1&to=2", "", "", &d); code != 200 || len(d.Changes) != 1 || d.Changes[0].Name != "gambling" {
 		t.Fatalf("diff: %d %+v", code, d)

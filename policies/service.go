@@ -191,6 +191,18 @@ func (s *Service) Put(ctx context.Context, a Actor, doc *Policy, comment string)
 	return s.commit(ctx, a, "policy.put", "", comment, 0, func(*Policy) (*Policy, error) { return doc.Clone(), nil })
 }
 
+// PutIfCurrent is Put only when the newest version is still base (the
+// version the author started from); otherwise it changes nothing and
+// returns ErrConflict, so concurrent editors do not overwrite each other.
+func (s *Service) PutIfCurrent(ctx context.Context, a Actor, doc *Policy, comment string, base int64) (*Version, error) {
+	if doc == nil {
+		return nil, fmt.Errorf("policies: put: %w: no policy", ErrBadRequest)
+	}
+	return s.commit(ctx, a, "policy.put", "", comment, 0, func(cur *Policy) (*Policy, error) {
+		return doc.Clone(), nil
+	}, base)
+}
+
 // Rollback stores the policy of version n as a new version.
 func (s *Service) Rollback(ctx context.Context, a Actor, n int64, comment string) (*Version, error) {
 	old, err := s.Version(ctx, n)
@@ -248,7 +260,7 @@ const maxCommitAttempts = 10
 // commit applies change to the newest stored policy and stores the result
 // as the next version, after role checks and strict validation.
 func (s *Service) commit(ctx context.Context, a Actor, action, target, comment string, rollbackOf int64,
-	change func(cur *Policy) (*Policy, error)) (*Version, error) {
+	change func(cur *Policy) (*Policy, error), base ...int64) (*Version, error) {
 	if err := checkActor(a); err != nil {
 		return nil, err
 	}
@@ -264,6 +276,10 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 		}
 		if err != nil {
 			return nil, fmt.Errorf("policies: %s: %w", action, err)
+		}
+		if len(base) > 0 && base[0] != cur.Number {
+			return nil, fmt.Errorf("policies: %s: %w: the policy changed since version %d (now %d); diff %d..%d and retry",
+				action, ErrConflict, base[0], cur.Number, base[0], cur.Number)
 		}
 		next, err := change(cur.Policy.Clone())
 		if err != nil {
