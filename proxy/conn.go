@@ -27,6 +27,52 @@ type recorder struct {
 	// hijacked is the client connection taken over for an upgrade; the
 	// edge handler closes it when goproxy is done with it.
 	hijacked net.Conn
+	timeouts connTimeouts
+}
+
+// connTimeouts bound connections goproxy relays itself.
+type connTimeouts struct {
+	handshake time.Duration // first read of a decrypted tunnel (ClientHello)
+	idle      time.Duration // between reads of requests in a decrypted tunnel
+	tunnel    time.Duration // reads and writes of upgraded connections; writes of decrypted tunnels
+}
+
+// deadlineConn sets a read deadline before every Read (first for the very
+// first one) and a write deadline before every Write, so a peer that goes
+// silent or stops reading cannot hold the connection. Zero disables one.
+type deadlineConn struct {
+	net.Conn
+	first, read, write time.Duration
+	started            bool
+	// timedOut is sticky: goproxy retries a failed first read as plain
+	// HTTP, which must not restart the clock.
+	timedOut error
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if c.timedOut != nil {
+		return 0, c.timedOut
+	}
+	d := c.read
+	if !c.started {
+		d, c.started = c.first, true
+	}
+	if d > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
+	n, err := c.Conn.Read(p)
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		c.timedOut = err
+	}
+	return n, err
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if c.write > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	}
+	return c.Conn.Write(p)
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -85,6 +131,15 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		r.status = http.StatusSwitchingProtocols
 	}
 	r.hijacked = c
+	switch {
+	case r.ex.mitm:
+		// goproxy handshakes and reads decrypted requests without any
+		// deadline: bound the ClientHello, then idle between reads.
+		c = &deadlineConn{Conn: c, first: r.timeouts.handshake, read: r.timeouts.idle, write: r.timeouts.tunnel}
+	case r.ex.method != http.MethodConnect:
+		// A plain-HTTP upgrade (WebSocket) relayed by goproxy.
+		c = &deadlineConn{Conn: c, first: r.timeouts.tunnel, read: r.timeouts.tunnel, write: r.timeouts.tunnel}
+	}
 	return c, rw, nil
 }
 

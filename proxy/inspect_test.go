@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cordon-gw/cordon/policies"
 )
@@ -67,18 +68,23 @@ func TestInitCA(t *testing.T) {
 	}
 }
 
-func inspectHarness(t *testing.T) (*harness, *http.Client, *x509.Certificate) {
+func inspectHarness(t *testing.T, cfgs ...Config) (*harness, *http.Client, *x509.Certificate) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "inspect-ca")
 	ca, err := InitCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, harnessOpt{cfg: Config{TLSInspection: InspectConfig{
+	var cfg Config
+	if len(cfgs) > 0 {
+		cfg = cfgs[0]
+	}
+	cfg.TLSInspection = InspectConfig{
 		Enabled:       true,
 		CADir:         dir,
 		PinningBypass: []string{"pinned.test"},
-	}}})
+	}
+	h := newHarness(t, harnessOpt{cfg: cfg})
 	c := h.client(nil)
 	roots := h.originCA.Clone()
 	roots.AddCert(ca.Certificate())
@@ -165,5 +171,20 @@ func TestInspectionBadUpstreamCertificate(t *testing.T) {
 	ev := h.events.forHost(t, "badcert.test")
 	if ev.Status != 502 {
 		t.Errorf("event = %+v", ev)
+	}
+}
+
+// TestInspectionSilentClientCutOff: a client that opens a decrypted tunnel
+// and never sends its ClientHello is disconnected.
+func TestInspectionSilentClientCutOff(t *testing.T) {
+	h, _, _ := inspectHarness(t, Config{TLSHandshakeTimeout: 200 * time.Millisecond})
+	_, port, _ := net.SplitHostPort(h.tlsOrigin.Listener.Addr().String())
+	resp, c, br := connect(t, h, "allowed.test:"+port)
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("silent decrypted tunnel still open: %v", err)
 	}
 }

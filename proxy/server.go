@@ -79,6 +79,8 @@ type Server struct {
 	secret  []byte
 	http    *http.Server
 
+	timeouts connTimeouts
+
 	idPrefix string
 	idSeq    atomic.Uint64
 
@@ -113,6 +115,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		m:       newMetrics(reg),
 		warns:   newWarnMemory(),
 	}
+	s.timeouts = connTimeouts{handshake: cfg.TLSHandshakeTimeout, idle: cfg.IdleTimeout, tunnel: cfg.TunnelIdleTimeout}
 	var err error
 	if s.guard, err = newGuard(cfg, deps.Resolver); err != nil {
 		return nil, err
@@ -330,7 +333,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.principal = p
 	r.Header.Del("Proxy-Authorization")
 
-	rec := &recorder{ResponseWriter: w, ex: ex}
+	rec := &recorder{ResponseWriter: w, ex: ex, timeouts: s.timeouts}
 	s.gp.ServeHTTP(rec, r.WithContext(withExchange(r.Context(), ex)))
 	if ex.mitm {
 		return // each decrypted request reports itself
