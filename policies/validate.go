@@ -262,6 +262,9 @@ func check(p *Policy, table CategoryTable) []FieldError {
 				c.errf(fmt.Sprintf("%s.protocols[%d]", f, j), "unknown protocol %q: want http, https or dns", s)
 			}
 		}
+		if len(r.Paths) > 0 && len(r.Protocols) > 0 && !slices.ContainsFunc(r.Protocols, func(p string) bool { return p != "dns" }) {
+			c.errf(f+".paths", "DNS queries have no path: a rule with paths and only protocol dns can never match")
+		}
 		if r.Schedule != nil {
 			c.schedule(f+".schedule", r.Schedule)
 		}
