@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"io/fs"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -25,9 +27,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -38,6 +42,7 @@ import (
 	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/cordon-gw/cordon/categorizer"
+	"github.com/cordon-gw/cordon/internal/testutil"
 	"github.com/cordon-gw/cordon/policies"
 	"github.com/cordon-gw/cordon/proxy"
 	"github.com/cordon-gw/cordon/proxy/dnsfilter"
@@ -2043,6 +2048,253 @@ func TestREADME(t *testing.T) {
 	for _, want := range []string{"--check-config", "kubectl -n cordon create secret", "CORDON_ADMIN_TOKEN", "CAP_NET_BIND_SERVICE", "/readyz", "/healthz"} {
 		if !strings.Contains(readme, want) {
 			t.Errorf("README.md does not mention %s", want)
+		}
+	}
+}
+
+// process is a cordon process started by a test.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startCordon runs `cordon serve --config cfg` until the test ends
+// (SIGTERM, then kill after 25 s).
+func startCordon(t *testing.T, name, cfg string, env ...string) *process {
+	t.Helper()
+	p := &process{name: name, out: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(cordon(t), "serve", "--config", cfg)
+	p.cmd.Dir = filepath.Dir(cfg)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(25 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+			t.Errorf("%s did not stop within 25 s of SIGTERM", name)
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// waitReady polls GET /readyz until it answers 200; the wait is bounded.
+func (p *process) waitReady(t *testing.T, admin string) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before it was ready:\n%s", p.name, p.out.String())
+		default:
+		}
+		resp, err := client.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 120 s (last: %v):\n%s", p.name, err, p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// localConfig rewrites a deploy configuration for this machine: Redis,
+// data directory, listen addresses on loopback and /etc/cordon paths.
+func localConfig(t *testing.T, name, redisURL string, listen map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	abs, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(readFile(t, name), &m); err != nil {
+		t.Fatal(err)
+	}
+	set := func(v any, keys ...string) {
+		cur := m
+		for _, k := range keys[:len(keys)-1] {
+			next, ok := cur[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				cur[k] = next
+			}
+			cur = next
+		}
+		cur[keys[len(keys)-1]] = v
+	}
+	set(redisURL, "redis", "url")
+	set(filepath.Join(dir, "data"), "data_dir")
+	for section, addr := range listen {
+		set(addr, section, "listen")
+	}
+	if pf, ok := get(m, "policy", "file"); ok {
+		set(strings.Replace(pf.(string), configDir, abs, 1), "policy", "file")
+	}
+	b, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// threatHost is a name from the first bundled hosts or domains threat feed.
+func threatHost(t *testing.T) (host, feed string) {
+	t.Helper()
+	for _, f := range categorizer.DefaultFeeds() {
+		file, ok := strings.CutPrefix(f.Source, "bundled:")
+		if !f.Threat || !ok || (f.Format != categorizer.FormatHosts && f.Format != categorizer.FormatDomains) {
+			continue
+		}
+		fh, err := os.Open(filepath.Join("..", "categorizer", "bundled", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fh.Close()
+		var r io.Reader = fh
+		if strings.HasSuffix(file, ".gz") {
+			zr, err := gzip.NewReader(fh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = zr
+		}
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) == 0 || strings.HasPrefix(fields[0], "#") || strings.HasPrefix(fields[0], "!") {
+				continue
+			}
+			h := fields[len(fields)-1]
+			if n, err := categorizer.NormalizeHost(h); err == nil && strings.Contains(n, ".") && net.ParseIP(n) == nil {
+				return n, f.Name
+			}
+		}
+	}
+	t.Fatal("no bundled hosts or domains threat feed")
+	return "", ""
+}
+
+// TestMultiEdge runs the multi-edge configurations as they are deployed,
+// on loopback: a real Redis, the control, then an edge. The edge takes
+// the control's feed snapshot and policy from Redis and blocks a threat.
+func TestMultiEdge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	redis := testutil.StartRedis(t)
+	loop := func() string { return fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) }
+	const token = "deploy-test-admin-token-0123456789abcdef"
+
+	controlAdmin := loop()
+	control := startCordon(t, "control", localConfig(t, "cordon-control.yaml", redis.URL(), map[string]string{"admin": controlAdmin}),
+		"CORDON_ADMIN_TOKEN="+token, "CORDON_REDIS_PASSWORD=")
+	control.waitReady(t, controlAdmin)
+
+	edgeAdmin, edgeProxy, edgeDNS := loop(), loop(), loop()
+	edge := startCordon(t, "edge", localConfig(t, "cordon-edge.yaml", redis.URL(), map[string]string{
+		"admin": edgeAdmin, "proxy": edgeProxy, "dns": edgeDNS,
+	}), "CORDON_ADMIN_TOKEN=", "CORDON_REDIS_PASSWORD=")
+	edge.waitReady(t, edgeAdmin)
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(url, tok string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, string(b)
+	}
+
+	// The control serves the API behind the token, with deploy/policy.yaml
+	// applied from policy.file.
+	if code, _ := get("http://"+controlAdmin+"/api/v1/policy", ""); code != http.StatusUnauthorized {
+		t.Errorf("control GET /api/v1/policy without a token: %d, want 401", code)
+	}
+	if code, body := get("http://"+controlAdmin+"/api/v1/policy", token); code != http.StatusOK || !strings.Contains(body, "block-threats") {
+		t.Errorf("control GET /api/v1/policy: %d %.200q, want 200 with the rules of deploy/policy.yaml", code, body)
+	}
+	// The edge serves traffic, PAC and health, not the admin API.
+	if code, _ := get("http://"+edgeAdmin+"/api/v1/policy", token); code != http.StatusNotFound {
+		t.Errorf("edge GET /api/v1/policy: %d, want 404 (the API runs on the control)", code)
+	}
+	if code, body := get("http://"+edgeAdmin+"/proxy.pac", ""); code != http.StatusOK || !strings.Contains(body, "PROXY "+edgeProxy) {
+		t.Errorf("edge GET /proxy.pac: %d, want 200 offering PROXY %s:\n%.300s", code, edgeProxy, body)
+	}
+
+	// A threat from the bundled feeds is blocked by the edge's DNS filter
+	// with the snapshot and policy it took from Redis: NXDOMAIN (the
+	// policy's dns_block_mode) with Extended DNS Error 15 "Blocked".
+	host, feed := threatHost(t)
+	for _, network := range []string{"udp", "tcp"} {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(host), dns.TypeA)
+		m.SetEdns0(1232, false)
+		c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+		r, _, err := c.Exchange(m, edgeDNS)
+		if err != nil {
+			t.Fatalf("DNS %s %s @%s: %v", network, host, edgeDNS, err)
+		}
+		if r.Rcode != dns.RcodeNameError {
+			t.Errorf("DNS %s %s (feed %s): rcode %s, want NXDOMAIN", network, host, feed, dns.RcodeToString[r.Rcode])
+		}
+		ede := false
+		if opt := r.IsEdns0(); opt != nil {
+			for _, o := range opt.Option {
+				if e, ok := o.(*dns.EDNS0_EDE); ok && e.InfoCode == dns.ExtendedErrorCodeBlocked {
+					ede = true
+				}
+			}
+		}
+		if !ede {
+			t.Errorf("DNS %s %s: no Extended DNS Error 15 (Blocked) in %v", network, host, r)
 		}
 	}
 }
