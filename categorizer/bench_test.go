@@ -233,6 +233,12 @@ func BenchmarkBuild(b *testing.B) {
 // BenchmarkParseBuildReal measures parsing and compiling real feed files
 // (about 1.1M lines) end to end.
 func BenchmarkParseBuildReal(b *testing.B) {
+	cpu := cpuTime()
+	var ix *Index
+	defer func() {
+		b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+		b.ReportMetric(float64(ix.Len()), "entries")
+	}()
 	for b.Loop() {
 		bl := NewBuilder()
 		for _, f := range []struct {
@@ -269,7 +275,7 @@ func BenchmarkParseBuildReal(b *testing.B) {
 		if _, err := ParseUT1Dir(ut1, all, bl.Emit(id)); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := bl.Build(1); err != nil {
+		if ix, err = bl.Build(1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -57,9 +57,14 @@ func TestBundled(t *testing.T) {
 }
 
 func BenchmarkBuildBundled(b *testing.B) {
+	cpu := cpuTime()
+	var ix *Index
 	for b.Loop() {
-		if _, err := BuildBundled(1); err != nil {
+		var err error
+		if ix, err = BuildBundled(1); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(ix.Len()), "entries")
 }
