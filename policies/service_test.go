@@ -216,6 +216,16 @@ func TestServiceAuditTokensReviews(t *testing.T) {
 	if rec, err := s.AuthenticateToken(ctx, envTok); err != nil || rec.Role != RoleAdmin {
 		t.Errorf("env admin token: %+v, %v", rec, err)
 	}
+	if _, err := s.AuthenticateToken(ctx, tok); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("generated admin token still works after CORDON_ADMIN_TOKEN was set: %v", err)
+	}
+	rotated := "rotated-environment-token-456"
+	if _, _, err := s.EnsureAdminToken(ctx, dir, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AuthenticateToken(ctx, envTok); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("previous CORDON_ADMIN_TOKEN still works after rotation: %v", err)
+	}
 	aud, arec, err := s.CreateToken(ctx, admin, "auditor-1", RoleAuditor)
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +266,7 @@ func TestServiceAuditTokensReviews(t *testing.T) {
 	for _, e := range page.Entries {
 		got = append(got, e.Action)
 	}
-	want := "review.rejected,review.submit,list.entries.add,policy.put,token.revoke,token.create,token.create,token.create"
+	want := "review.rejected,review.submit,list.entries.add,policy.put,token.revoke,token.create,token.create,token.revoke,token.create,token.revoke,token.create"
 	if strings.Join(got, ",") != want {
 		t.Errorf("audit actions = %v, want %v", strings.Join(got, ","), want)
 	}
@@ -274,8 +284,8 @@ func TestServiceAuditTokensReviews(t *testing.T) {
 	if err != nil || len(p2.Entries) != 3 || p2.Entries[0].Seq >= p1.Entries[2].Seq {
 		t.Fatalf("page 2 = %+v, %v", p2, err)
 	}
-	if f, _ := s.Audit(ctx, AuditQuery{Action: "token."}); len(f.Entries) != 4 {
-		t.Errorf("filter token.* = %d entries, want 4", len(f.Entries))
+	if f, _ := s.Audit(ctx, AuditQuery{Action: "token."}); len(f.Entries) != 7 {
+		t.Errorf("filter token.* = %d entries, want 7", len(f.Entries))
 	}
 	if f, _ := s.Audit(ctx, AuditQuery{Actor: "sec", Source: SourceCLI}); len(f.Entries) != 2 {
 		t.Errorf("filter actor sec over cli = %d entries, want 2", len(f.Entries))

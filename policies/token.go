@@ -121,7 +121,9 @@ func (s *Service) AuthenticateToken(ctx context.Context, token string) (TokenRec
 // The token is envToken when set (CORDON_ADMIN_TOKEN; at least 16
 // characters), else the one in <dataDir>/admin.token, else a new random
 // token written there with mode 0600 (generated is then true: log it
-// once). Its hash is stored as an admin token record.
+// once). Its hash is stored as an admin token record. With envToken set,
+// other first-admin tokens (an earlier CORDON_ADMIN_TOKEN or a generated
+// one) are revoked, so rotating the variable retires the old value.
 func (s *Service) EnsureAdminToken(ctx context.Context, dataDir, envToken string) (token string, generated bool, err error) {
 	path := filepath.Join(dataDir, AdminTokenFile)
 	switch {
@@ -153,6 +155,25 @@ func (s *Service) EnsureAdminToken(ctx context.Context, dataDir, envToken string
 		}
 	}
 	id := tokenID(token)
+	if envToken != "" {
+		// CORDON_ADMIN_TOKEN is the deployment's first admin token: a
+		// previous value (rotation) stops working.
+		ts, err := s.store.ListTokens(ctx)
+		if err != nil {
+			return "", false, fmt.Errorf("policies: admin token: %w", err)
+		}
+		for _, t := range ts {
+			if t.ID == id || !strings.HasPrefix(t.ID, "bootstrap-") {
+				continue
+			}
+			if err := s.store.DeleteToken(ctx, t.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				return "", false, fmt.Errorf("policies: admin token: %w", err)
+			}
+			if err := s.audit(ctx, Actor{Name: "system", Role: RoleAdmin, Source: SourceSystem}, "token.revoke", t.ID, "replaced by "+AdminTokenEnv); err != nil {
+				return "", false, err
+			}
+		}
+	}
 	if rec, err := s.store.GetToken(ctx, id); err == nil && rec.Hash == tokenHash(token) && rec.Role == RoleAdmin {
 		return token, generated, nil
 	}
