@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"context"
 	"flag"
 	"os"
@@ -95,5 +98,31 @@ func TestChromiumWithPAC(t *testing.T) {
 		if err := os.WriteFile(filepath.Join("testdata", "warnpage.png"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestChromiumInspectedHTTPS: with TLS inspection on, Chromium gets the
+// real block page for an HTTPS site and the decrypted page for an allowed
+// one. Chromium trusts the proxy's leaf key by SPKI pin (instead of
+// installing the CA in an NSS database).
+func TestChromiumInspectedHTTPS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	h, _, _ := inspectHarness(t)
+	spki, err := x509.MarshalPKIXPublicKey(h.srv.mitm.leafKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(spki)
+	pin := "--ignore-certificate-errors-spki-list=" + base64.StdEncoding.EncodeToString(sum[:])
+
+	dom := chromium(t, h, pin, "--dump-dom", h.httpsURL("allowed.test", "/secure-page"))
+	if !strings.Contains(dom, "hello from allowed.test:") || !strings.Contains(dom, "/secure-page") {
+		t.Fatalf("allowed HTTPS page through inspection = %q", dom)
+	}
+	dom = chromium(t, h, pin, "--dump-dom", h.httpsURL("casino.test", "/roulette"))
+	if !strings.Contains(dom, "This site is blocked") || !strings.Contains(dom, "https://casino.test") {
+		t.Fatalf("blocked HTTPS page through inspection lacks the block page:\n%s", dom)
 	}
 }
