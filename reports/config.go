@@ -18,6 +18,7 @@ const (
 	DefaultCompactInterval    = 5 * time.Minute
 	DefaultTopN               = 10
 	DefaultMaxDomainsPerRow   = 1000
+	DefaultSpillMaxMB         = 256
 	DefaultAccessLogMaxSizeMB = 100
 	DefaultAccessLogMaxAge    = 24 * time.Hour
 	DefaultAccessLogMaxFiles  = 7
@@ -49,6 +50,13 @@ type Config struct {
 	// cordon_reports_events_dropped_total{reason="buffer_full"}.
 	// Default 1000000.
 	BufferMaxFields int `yaml:"buffer_max_fields"`
+	// SpillMaxMB bounds <dir>/spill.log, where aggregates go when the
+	// memory buffer is full while a remote store (Redis) is unreachable,
+	// and what is still buffered when the pipeline closes; they are
+	// replayed, also by the next start, once the store is back. -1
+	// disables spilling (overflow is dropped and counted). Not used with
+	// the local store. Default 256.
+	SpillMaxMB int `yaml:"spill_max_mb"`
 	// CompactInterval is how often the local store seals past hours into
 	// segment files and applies retention. Default 5m.
 	CompactInterval time.Duration `yaml:"compact_interval"`
@@ -165,6 +173,9 @@ func (c *Config) fill() {
 	if c.MaxDomainsPerRow == 0 {
 		c.MaxDomainsPerRow = DefaultMaxDomainsPerRow
 	}
+	if c.SpillMaxMB == 0 {
+		c.SpillMaxMB = DefaultSpillMaxMB
+	}
 	a := &c.AccessLog
 	if a.Path == "" {
 		a.Path = filepath.Join(c.Dir, "access.log")
@@ -211,6 +222,9 @@ func (c Config) Validate() error {
 	}
 	if c.CompactInterval < 0 || (c.CompactInterval > 0 && c.CompactInterval < time.Second) {
 		bad("compact_interval", "must be at least 1s", c.CompactInterval)
+	}
+	if c.SpillMaxMB < -1 {
+		bad("spill_max_mb", "must be -1 (off) or more", c.SpillMaxMB)
 	}
 	if c.MaxDomainsPerRow < 0 {
 		bad("max_domains_per_row", "must not be negative", c.MaxDomainsPerRow)

@@ -32,9 +32,10 @@ type metrics struct {
 	logErrors     prometheus.Counter
 	syslogSent    *prometheus.CounterVec
 	compactions   *prometheus.CounterVec
+	spilled       prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, queueLen, spillBytes func() float64) *metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -64,9 +65,13 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			Name: "access_log_errors_total", Help: "Access log write or rotation errors."}),
 		syslogSent: f.NewCounterVec(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem,
 			Name: "syslog_messages_total", Help: "Syslog messages, by result (sent, dropped)."}, []string{"result"}),
+		spilled: f.NewCounter(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem,
+			Name: "spilled_events_total", Help: "Access events whose aggregates were written to the spill file (memory buffer full, or closing while the store was unreachable)."}),
 		compactions: f.NewCounterVec(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem,
 			Name: "compactions_total", Help: "Local store compactions, by result (ok, error)."}, []string{"result"}),
 	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: obs.Namespace, Subsystem: subsystem,
+		Name: "spill_bytes", Help: "Bytes of aggregates in the spill file waiting for the store."}, spillBytes)
 	m.dropQueueFull = m.dropped.WithLabelValues(dropQueueFull)
 	m.dropClosed = m.dropped.WithLabelValues(dropClosed)
 	m.dropped.WithLabelValues(dropBufferFull)

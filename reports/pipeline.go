@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,10 @@ type Pipeline struct {
 	pendingFields int
 	inflight      *Batch
 	inflightCells int
+	inflightSpill int64 // > 0: the in-flight batch is that many bytes of the spill file
 	dropWarned    bool
+	spill         *spill // nil: overflow is dropped
+	spillSeq      uint64
 	kick          chan struct{} // new aggregates pending
 	force         chan struct{} // Flush or Close waits: retry now
 	writerStop    chan struct{}
@@ -95,6 +99,10 @@ func (p *Pipeline) start() {
 	p.writerWG.Add(1)
 	go p.work()
 	go p.write()
+	if p.spill != nil && p.spill.Pending() > 0 {
+		p.logger.Info("replaying aggregates spilled by an earlier run", "events", p.spill.Pending())
+		p.kick <- struct{}{}
+	}
 }
 
 // newPipeline builds a Pipeline without starting its goroutines.
@@ -129,7 +137,17 @@ func newPipeline(cfg Config, deps Deps) (*Pipeline, error) {
 		return nil, err
 	}
 	p.priv = priv
-	p.m = newMetrics(deps.Registerer, func() float64 { return float64(len(p.events)) })
+	if _, local := deps.Store.(*LocalStore); !local && cfg.SpillMaxMB > 0 {
+		if p.spill, err = newSpill(filepath.Join(cfg.Dir, "spill.log"), int64(cfg.SpillMaxMB)<<20); err != nil {
+			return nil, err
+		}
+	}
+	p.m = newMetrics(deps.Registerer, func() float64 { return float64(len(p.events)) }, func() float64 {
+		if p.spill == nil {
+			return 0
+		}
+		return float64(p.spill.Bytes())
+	})
 	if cfg.AccessLog.Enabled {
 		if p.alog, err = openAccessLog(cfg.AccessLog, p.now); err != nil {
 			return nil, err
@@ -290,6 +308,18 @@ func (p *Pipeline) handOff() {
 		warn := !p.dropWarned
 		p.dropWarned = true
 		p.mu.Unlock()
+		if p.spill != nil {
+			p.spillSeq++
+			err := p.spill.Append(&Batch{Origin: p.origin + "-s", Seq: p.spillSeq, Rows: d.Rows, Events: d.Events})
+			if err == nil {
+				p.m.spilled.Add(float64(d.Events))
+				if warn {
+					p.logger.Warn("reports buffer full; spilling aggregates to disk until the store takes them", "buffer_max_fields", p.cfg.BufferMaxFields)
+				}
+				return
+			}
+			p.logger.Error("reports spill failed; dropping aggregates", "err", err, "events", d.Events)
+		}
 		p.m.dropped.WithLabelValues(dropBufferFull).Add(float64(d.Events))
 		if warn {
 			p.logger.Warn("reports buffer full; dropping aggregates until the store takes them (counted in cordon_reports_events_dropped_total)",
@@ -384,14 +414,23 @@ func (p *Pipeline) flushOnce() error {
 	if p.inflight == nil {
 		if p.pending.Empty() {
 			p.mu.Unlock()
-			return nil
+			if p.spill == nil {
+				return nil
+			}
+			b, n, err := p.spill.Next()
+			if err != nil || b == nil {
+				return err
+			}
+			p.mu.Lock()
+			p.inflight, p.inflightSpill = b, n
+		} else {
+			p.seq++
+			p.inflight = &Batch{Origin: p.origin, Seq: p.seq, Rows: p.pending.Rows, Events: p.pending.Events}
+			p.inflightCells = p.pendingFields
+			p.pending, p.pendingFields = NewDelta(), 0
 		}
-		p.seq++
-		p.inflight = &Batch{Origin: p.origin, Seq: p.seq, Rows: p.pending.Rows, Events: p.pending.Events}
-		p.inflightCells = p.pendingFields
-		p.pending, p.pendingFields = NewDelta(), 0
 	}
-	b := p.inflight
+	b, spilled := p.inflight, p.inflightSpill
 	p.mu.Unlock()
 
 	timeout := max(5*p.cfg.FlushInterval, 5*time.Second)
@@ -406,8 +445,13 @@ func (p *Pipeline) flushOnce() error {
 	}
 	p.m.flushes.WithLabelValues("ok").Inc()
 	p.m.storedEvents.Add(float64(b.Events))
+	if spilled > 0 {
+		if err := p.spill.Done(b, spilled); err != nil {
+			p.logger.Error("reports spill bookkeeping failed", "err", err)
+		}
+	}
 	p.mu.Lock()
-	p.inflight, p.inflightCells = nil, 0
+	p.inflight, p.inflightCells, p.inflightSpill = nil, 0, 0
 	p.dropWarned = false
 	p.m.bufferedCells.Set(float64(p.pendingFields))
 	p.m.bufferedEvts.Set(float64(p.pending.Events))
@@ -418,7 +462,7 @@ func (p *Pipeline) flushOnce() error {
 func (p *Pipeline) idle() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.inflight == nil && p.pending.Empty()
+	return p.inflight == nil && p.pending.Empty() && (p.spill == nil || p.spill.Pending() == 0)
 }
 
 // Flush hands everything recorded so far to the store and waits until the
@@ -470,7 +514,8 @@ func (p *Pipeline) waitIdle(ctx context.Context) error {
 // Close stops accepting events, processes what is queued, writes the
 // aggregates to the store (retrying until ctx is done) and closes the
 // logs. It does not close the Store. Aggregates still buffered when ctx
-// ends are lost and counted as buffer_full drops.
+// ends go to the spill file for the next start, or, without one, are lost
+// and counted as buffer_full drops.
 func (p *Pipeline) Close(ctx context.Context) error {
 	if p.closed.Swap(true) {
 		return nil
@@ -479,15 +524,14 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	p.workerWG.Wait()
 	var errs []error
 	werr := p.waitIdle(ctx)
-	if werr != nil {
-		p.mu.Lock()
-		lost := p.pending.Events + p.inflightEvents()
-		p.mu.Unlock()
-		p.m.dropped.WithLabelValues(dropBufferFull).Add(float64(lost))
-		errs = append(errs, werr)
-	}
 	close(p.writerStop)
 	p.writerWG.Wait()
+	if werr != nil {
+		errs = append(errs, p.spillOnClose(werr))
+	}
+	if p.spill != nil {
+		_ = p.spill.Close()
+	}
 	if c, ok := p.store.(Compactor); ok {
 		if err := c.Compact(ctx); err != nil && !errors.Is(err, ErrClosed) {
 			errs = append(errs, err)
@@ -502,4 +546,40 @@ func (p *Pipeline) Close(ctx context.Context) error {
 		_ = p.slog.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// spillOnClose saves what the store did not take before Close gave up:
+// the in-flight batch as it is (same origin and sequence, so rows the
+// store already has are skipped on replay) and the pending delta as the
+// next batch. Without a spill file it is counted as dropped.
+func (p *Pipeline) spillOnClose(cause error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var batches []*Batch
+	if p.inflight != nil && p.inflightSpill == 0 {
+		batches = append(batches, p.inflight)
+	}
+	if !p.pending.Empty() {
+		p.seq++
+		batches = append(batches, &Batch{Origin: p.origin, Seq: p.seq, Rows: p.pending.Rows, Events: p.pending.Events})
+	}
+	var lost int64
+	for _, b := range batches {
+		if p.spill != nil {
+			if err := p.spill.Append(b); err == nil {
+				p.m.spilled.Add(float64(b.Events))
+				continue
+			}
+		}
+		lost += b.Events
+	}
+	p.inflight, p.pending = nil, NewDelta()
+	if lost == 0 {
+		if len(batches) > 0 {
+			p.logger.Warn("store unreachable at close; buffered aggregates spilled for the next start")
+		}
+		return nil
+	}
+	p.m.dropped.WithLabelValues(dropBufferFull).Add(float64(lost))
+	return fmt.Errorf("reports: close: %d events not stored: %w", lost, cause)
 }

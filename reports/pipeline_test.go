@@ -233,6 +233,7 @@ func (f *failingStore) Apply(ctx context.Context, b *Batch) error {
 func TestBufferFullDropsAreCounted(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.BufferMaxFields = 200
+	cfg.SpillMaxMB = -1
 	st := openLocal(t, cfg.Dir)
 	defer st.Close()
 	fs := &failingStore{Store: st, fail: make(chan bool, 1)}
@@ -347,4 +348,73 @@ func TestAPIErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// remoteStore hides that a store is local, so the pipeline spills as it
+// does for Redis.
+type remoteStore struct{ Store }
+
+func TestSpillKeepsOverflow(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BufferMaxFields = 200
+	st := openLocal(t, cfg.Dir)
+	defer st.Close()
+	fs := &failingStore{Store: st, fail: make(chan bool, 1)}
+	fs.fail <- true
+	p := newTestPipeline(t, cfg, fs, nil)
+	evs := genEvents(3000, time.Now(), 13)
+	record(p, evs[:1])
+	if err := p.sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	record(p, evs[1:])
+	if err := p.sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := promtest.ToFloat64(p.m.spilled); got == 0 {
+		t.Fatal("spilled_events_total = 0 with a 200-cell buffer and a failing store")
+	}
+	fs.fail <- false
+	flush(t, p)
+	if got := promtest.ToFloat64(p.m.dropped.WithLabelValues(dropBufferFull)); got != 0 {
+		t.Errorf("dropped{buffer_full} = %v, want 0", got)
+	}
+	rep, err := p.Reader().Report(t.Context(), ScopeAll, "", Query{From: time.Now().Add(-48 * time.Hour), To: time.Now(), Top: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, expect(evs, func(*policies.AccessEvent) bool { return true }), true)
+	if fi, err := os.Stat(filepath.Join(cfg.Dir, "spill.log")); err != nil || fi.Size() != 0 {
+		t.Errorf("spill.log after replay: %v size %d, want empty", err, fi.Size())
+	}
+}
+
+func TestSpillSurvivesRestart(t *testing.T) {
+	cfg := testConfig(t)
+	st := openLocal(t, cfg.Dir)
+	defer st.Close()
+	down := &failingStore{Store: st, fail: make(chan bool, 1)}
+	down.fail <- true
+	p, err := New(cfg, Deps{Store: down, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := genEvents(1000, time.Now(), 14)
+	record(p, evs)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("Close with the store down: %v (want everything spilled)", err)
+	}
+	if got := promtest.ToFloat64(p.m.spilled); got != 1000 {
+		t.Errorf("spilled = %v, want 1000", got)
+	}
+
+	p2 := newTestPipeline(t, cfg, remoteStore{st}, nil)
+	flush(t, p2)
+	rep, err := p2.Reader().Report(t.Context(), ScopeAll, "", Query{From: time.Now().Add(-48 * time.Hour), To: time.Now(), Top: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, expect(evs, func(*policies.AccessEvent) bool { return true }), true)
 }
