@@ -45,10 +45,16 @@ func store(t *testing.T, c redis.UniversalClient) *redisstore.Store {
 
 func pipeline(t *testing.T, st reports.Store, reg prometheus.Registerer) *reports.Pipeline {
 	t.Helper()
+	return pipelineWith(t, st, reg, func(*reports.Config) {})
+}
+
+func pipelineWith(t *testing.T, st reports.Store, reg prometheus.Registerer, edit func(*reports.Config)) *reports.Pipeline {
+	t.Helper()
 	cfg := reports.Defaults()
 	cfg.Dir = t.TempDir()
 	cfg.AccessLog.Path = filepath.Join(cfg.Dir, "access.log")
 	cfg.FlushInterval = 20 * time.Millisecond
+	edit(&cfg)
 	p, err := reports.New(cfg, reports.Deps{Store: st, Registerer: reg,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -387,5 +393,40 @@ func TestDomainCap(t *testing.T) {
 	}
 	if len(c.Attempts) != 6 || c.Attempts[reports.OtherAttemptKey].Count != want-5 {
 		t.Errorf("attempts = %v, want 5 and other = %d", c.Attempts, want-5)
+	}
+}
+
+// TestRedisOutageBeyondBufferSpills: with a memory buffer far too small
+// for the outage, the overflow goes to the spill file and still nothing
+// is lost.
+func TestRedisOutageBeyondBufferSpills(t *testing.T) {
+	r := testutil.StartRedis(t)
+	reg := prometheus.NewRegistry()
+	p := pipelineWith(t, store(t, client(t, r)), reg, func(c *reports.Config) { c.BufferMaxFields = 300 })
+	evs := events(5000, 4)
+	for _, ev := range evs[:1000] {
+		p.Record(ev)
+	}
+	flush(t, p)
+	r.Stop()
+	for i, ev := range evs[1000:] {
+		p.Record(ev)
+		if i%500 == 0 {
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			_ = p.Flush(ctx) // hands the delta over; the store is down
+			cancel()
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	_ = p.Flush(ctx)
+	cancel()
+	if s := metric(t, reg, "cordon_reports_spilled_events_total"); s == 0 {
+		t.Fatal("nothing spilled with a 300-cell buffer during the outage")
+	}
+	r.Restart()
+	flush(t, p)
+	check(t, p.Reader(), evs)
+	if d := metric(t, reg, "cordon_reports_events_dropped_total"); d != 0 {
+		t.Errorf("dropped = %v, want 0", d)
 	}
 }
