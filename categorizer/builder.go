@@ -2,6 +2,7 @@ package categorizer
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -164,6 +165,9 @@ func (b *Builder) AddFeed(name string, categories []string, threat bool) (FeedID
 // Add adds one parsed entry to a feed. Host names must already be
 // normalized (parsers do it; use NormalizeHost otherwise).
 func (b *Builder) Add(feed FeedID, e Entry) error {
+	if b.err == errBuilt {
+		return b.err
+	}
 	if int(feed) >= len(b.feeds) {
 		return fmt.Errorf("categorizer: add entry: unknown feed %d", feed)
 	}
@@ -302,12 +306,17 @@ type attrKey struct {
 	feeds uint64
 }
 
+// errBuilt is returned by a Builder used after Build.
+var errBuilt = errors.New("categorizer: builder already built (use a new Builder)")
+
 // Build compiles everything added so far into an Index with the given
-// version. The Builder is emptied: build a new one for the next Index.
+// version. The Builder hands its tables to the Index: Add and Build fail
+// afterwards; use a new Builder for the next Index.
 func (b *Builder) Build(version uint64) (*Index, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
+	b.err = errBuilt
 	ix := &Index{
 		version:    version,
 		categories: slices.Clone(b.categories),
@@ -364,7 +373,7 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 	b.nodes = newTable(0)
 	b.recs = nil
 
-	// URLs: one group of path prefixes per host, longest prefix first.
+	// URLs: one group of path prefixes per host, sorted.
 	type urlRule struct {
 		path string
 		attr uint32

@@ -170,6 +170,15 @@ func TestBuilderLimits(t *testing.T) {
 	if err := b.Add(9, Entry{Kind: KindDomain, Host: "x"}); err == nil {
 		t.Error("Add to unknown feed: no error")
 	}
+	if _, err := b.Build(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Build(2); err == nil {
+		t.Error("second Build: no error")
+	}
+	if err := b.Add(0, Entry{Kind: KindDomain, Host: "x"}); err == nil {
+		t.Error("Add after Build: no error")
+	}
 }
 
 // realIndex builds an Index from several real feeds.
