@@ -236,7 +236,7 @@ func BenchmarkParseBuildReal(b *testing.B) {
 	cpu := cpuTime()
 	var ix *Index
 	defer func() {
-		b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+		b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 		b.ReportMetric(float64(ix.Len()), "entries")
 	}()
 	for b.Loop() {
