@@ -16,6 +16,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/cordon-gw/cordon/categorizer"
+	"github.com/cordon-gw/cordon/policies"
 )
 
 // leafLifetime is how long a minted leaf certificate is valid.
@@ -66,7 +67,7 @@ func newMITM(ca *CA, cfg InspectConfig) *mitm {
 
 // shouldInspect: decrypt unless the host is on the do-not-inspect or
 // pinning-bypass lists or in a do-not-inspect category.
-func (m *mitm) shouldInspect(host string, _ uint16, e engine, v categorizer.Verdict) bool {
+func (m *mitm) shouldInspect(host string, _ uint16, e *policies.Engine, v categorizer.Verdict) bool {
 	if hostInDomains(host, m.noDomains) || hostInDomains(host, m.pinning) {
 		return false
 	}

@@ -22,21 +22,8 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cordon-gw/cordon/categorizer"
 	"github.com/cordon-gw/cordon/policies"
 )
-
-// engine is what the proxy needs of *policies.Engine.
-type engine interface {
-	Check(r *policies.Request) (policies.Decision, categorizer.Verdict)
-	Authenticate(user, password string) (*policies.Principal, bool)
-	ClientPrincipal(ip netip.Addr) (*policies.Principal, bool)
-	Names(v categorizer.Verdict) (categories, threats []string)
-	WithLocation(p *policies.Principal, ip netip.Addr) *policies.Principal
-	Current() *policies.Compiled
-}
-
-var _ engine = (*policies.Engine)(nil)
 
 // Deps are the proxy's collaborators, built by the caller.
 type Deps struct {
@@ -64,7 +51,7 @@ type Deps struct {
 // Server is the forward proxy. Create it with New, start it with Serve.
 type Server struct {
 	cfg     Config
-	engine  engine
+	engine  *policies.Engine
 	events  EventSink
 	reviews ReviewSink
 	log     *slog.Logger
