@@ -31,6 +31,8 @@ import (
 	"testing"
 	"time"
 
+	composeloader "github.com/compose-spec/compose-go/v2/loader"
+	composetypes "github.com/compose-spec/compose-go/v2/types"
 	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
@@ -2296,5 +2298,56 @@ func TestMultiEdge(t *testing.T) {
 		if !ede {
 			t.Errorf("DNS %s %s: no Extended DNS Error 15 (Blocked) in %v", network, host, r)
 		}
+	}
+}
+
+// loadCompose loads compose.yaml as Docker Compose does: the compose-spec
+// schema, interpolation from env, merge keys, normalization.
+func loadCompose(t *testing.T, env map[string]string) (*composetypes.Project, error) {
+	t.Helper()
+	abs, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return composeloader.LoadWithContext(t.Context(), composetypes.ConfigDetails{
+		WorkingDir:  abs,
+		ConfigFiles: []composetypes.ConfigFile{{Filename: filepath.Join(abs, "compose.yaml")}},
+		Environment: env,
+	}, func(o *composeloader.Options) { o.SetProjectName("cordon", true) })
+}
+
+func TestComposeSchema(t *testing.T) {
+	const token = "compose-test-token"
+	p, err := loadCompose(t, map[string]string{"CORDON_ADMIN_TOKEN": token})
+	if err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	names := p.ServiceNames()
+	sort.Strings(names)
+	if want := []string{"control", "edge-1", "edge-2", "redis"}; !slices.Equal(names, want) {
+		t.Errorf("compose.yaml services %v, want %v", names, want)
+	}
+	for _, name := range []string{"control", "edge-1", "edge-2"} {
+		s := p.Services[name]
+		if s.Build == nil || s.Build.Dockerfile != "deploy/Dockerfile" {
+			t.Errorf("compose %s: build %+v, want deploy/Dockerfile", name, s.Build)
+		}
+		if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
+			t.Errorf("compose %s: read_only %v cap_drop %v after merging x-cordon", name, s.ReadOnly, s.CapDrop)
+		}
+		if _, ok := s.DependsOn["redis"]; !ok {
+			t.Errorf("compose %s: does not depend on redis", name)
+		}
+	}
+	if tok := p.Services["control"].Environment["CORDON_ADMIN_TOKEN"]; tok == nil || *tok != token {
+		t.Errorf("compose control: CORDON_ADMIN_TOKEN = %v, want it from the environment", tok)
+	}
+	if _, ok := p.Services["edge-1"].Environment["CORDON_ADMIN_TOKEN"]; ok {
+		t.Errorf("compose edge-1: gets the admin token; edges run no admin API")
+	}
+	// Without a token the project refuses to load: no control starts
+	// with a token nobody knows.
+	if _, err := loadCompose(t, map[string]string{}); err == nil || !strings.Contains(err.Error(), "CORDON_ADMIN_TOKEN") {
+		t.Errorf("compose.yaml without CORDON_ADMIN_TOKEN: err %v, want a refusal naming it", err)
 	}
 }
