@@ -1,5 +1,7 @@
 package policies
 
+import "math/bits"
+
 // bitset is a dense set of small non-negative integers (group and user
 // indexes of one compiled policy).
 type bitset []uint64
@@ -26,4 +28,13 @@ func (b bitset) intersects(o bitset) bool {
 		}
 	}
 	return false
+}
+
+// each calls fn for every member in ascending order.
+func (b bitset) each(fn func(i int)) {
+	for w, x := range b {
+		for ; x != 0; x &= x - 1 {
+			fn(w<<6 | bits.TrailingZeros64(x))
+		}
+	}
 }

@@ -401,16 +401,16 @@ func (c *Compiled) buildMasks() {
 		if !cr.hasWho {
 			set(&c.noWho, i)
 		}
-		for u := range c.userMask {
-			if cr.users.has(u) {
+		cr.users.each(func(u int) {
+			if u < len(c.userMask) {
 				set(&c.userMask[u], i)
 			}
-		}
-		for g := range c.groupMask {
-			if cr.groups.has(g) {
+		})
+		cr.groups.each(func(g int) {
+			if g < len(c.groupMask) {
 				set(&c.groupMask[g], i)
 			}
-		}
+		})
 	}
 }
 

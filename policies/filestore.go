@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,8 +38,18 @@ type FileStore struct {
 	// another process. Zero means 500ms.
 	PollInterval time.Duration
 
-	mu      sync.Mutex // audit appends and sequence
+	mu      sync.Mutex // audit appends, sequence and index
 	nextSeq int64
+	// audit index: offset, length and sequence of every complete entry,
+	// in file order, so pages are read with ReadAt instead of rescanning.
+	auditIdx []auditPos
+	auditEnd int64 // file size after the last complete line
+}
+
+type auditPos struct {
+	off int64
+	n   int32
+	seq int64
 }
 
 var _ Store = (*FileStore)(nil)
@@ -49,16 +61,46 @@ func OpenFileStore(dir string) (*FileStore, error) {
 			return nil, fmt.Errorf("policies: file store: %w", err)
 		}
 	}
-	s := &FileStore{dir: dir}
-	es, err := s.readAudit()
-	if err != nil {
+	s := &FileStore{dir: dir, nextSeq: 1}
+	if err := s.indexAudit(); err != nil {
 		return nil, err
 	}
-	s.nextSeq = 1
-	if len(es) > 0 {
-		s.nextSeq = es[len(es)-1].Seq + 1
-	}
 	return s, nil
+}
+
+// indexAudit scans the audit log once, recording where each complete
+// entry is. A line cut by a crash (its write never succeeded) is skipped.
+func (s *FileStore) indexAudit() error {
+	f, err := os.Open(filepath.Join(s.dir, "audit.jsonl"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	var off int64
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			var e struct {
+				Seq int64 `json:"seq"`
+			}
+			if json.Unmarshal(bytes.TrimSpace(line), &e) == nil && e.Seq > 0 {
+				s.auditIdx = append(s.auditIdx, auditPos{off: off, n: int32(len(line)), seq: e.Seq})
+				s.nextSeq = e.Seq + 1
+			}
+			off += int64(len(line))
+			s.auditEnd = off
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("policies: file store: read audit: %w", err)
+		}
+	}
 }
 
 // Dir is the store's directory.
@@ -184,14 +226,15 @@ func (s *FileStore) AppendAudit(_ context.Context, e *AuditEntry) error {
 		return fmt.Errorf("policies: file store: %w", err)
 	}
 	// A crash mid-line leaves a partial last line: start on a new one.
-	if st, err := f.Stat(); err == nil && st.Size() > 0 {
-		last := make([]byte, 1)
-		if r, err := os.Open(path); err == nil {
-			if _, err := r.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
-				b = append([]byte{'\n'}, b...)
-			}
-			r.Close()
-		}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("policies: file store: %w", err)
+	}
+	off := st.Size()
+	if off > s.auditEnd {
+		b = append([]byte{'\n'}, b...)
+		off++
 	}
 	b = append(b, '\n')
 	if _, err := f.Write(b); err != nil {
@@ -205,51 +248,48 @@ func (s *FileStore) AppendAudit(_ context.Context, e *AuditEntry) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("policies: file store: %w", err)
 	}
+	n := len(b)
+	if b[0] == '\n' {
+		n--
+	}
+	s.auditIdx = append(s.auditIdx, auditPos{off: off, n: int32(n), seq: e.Seq})
+	s.auditEnd = off + int64(n)
 	s.nextSeq++
 	return nil
 }
 
-// readAudit reads every complete audit entry, oldest first.
-func (s *FileStore) readAudit() ([]AuditEntry, error) {
-	f, err := os.Open(filepath.Join(s.dir, "audit.jsonl"))
-	if errors.Is(err, fs.ErrNotExist) {
+// AuditBefore implements Store, reading only the entries of the page.
+func (s *FileStore) AuditBefore(_ context.Context, before int64, n int) ([]AuditEntry, error) {
+	s.mu.Lock()
+	idx := s.auditIdx
+	s.mu.Unlock()
+	// Entries are in ascending seq order: find the first with seq >= before.
+	end := len(idx)
+	if before > 0 {
+		end = sort.Search(len(idx), func(i int) bool { return idx[i].seq >= before })
+	}
+	start := max(end-n, 0)
+	if start >= end {
 		return nil, nil
 	}
+	f, err := os.Open(filepath.Join(s.dir, "audit.jsonl"))
 	if err != nil {
 		return nil, fmt.Errorf("policies: file store: %w", err)
 	}
 	defer f.Close()
-	var out []AuditEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var e AuditEntry
-		if json.Unmarshal(line, &e) != nil {
-			continue // a line cut by a crash; its write never succeeded
-		}
-		out = append(out, e)
-	}
-	if err := sc.Err(); err != nil {
+	first, last := idx[start], idx[end-1]
+	buf := make([]byte, last.off+int64(last.n)-first.off)
+	if _, err := f.ReadAt(buf, first.off); err != nil {
 		return nil, fmt.Errorf("policies: file store: read audit: %w", err)
 	}
-	return out, nil
-}
-
-// AuditBefore implements Store.
-func (s *FileStore) AuditBefore(_ context.Context, before int64, n int) ([]AuditEntry, error) {
-	es, err := s.readAudit()
-	if err != nil {
-		return nil, err
-	}
-	var out []AuditEntry
-	for i := len(es) - 1; i >= 0 && len(out) < n; i-- {
-		if before <= 0 || es[i].Seq < before {
-			out = append(out, es[i])
+	out := make([]AuditEntry, 0, end-start)
+	for i := end - 1; i >= start; i-- {
+		p := idx[i]
+		var e AuditEntry
+		if err := json.Unmarshal(buf[p.off-first.off:p.off-first.off+int64(p.n)], &e); err != nil {
+			return nil, fmt.Errorf("policies: file store: audit entry %d: %w", p.seq, err)
 		}
+		out = append(out, e)
 	}
 	return out, nil
 }

@@ -357,3 +357,46 @@ func TestFileStoreConflict(t *testing.T) {
 		t.Errorf("PutVersion(3) after 1 error = %v, want ErrConflict", err)
 	}
 }
+
+func TestFileStoreAuditSurvivesTornWrite(t *testing.T) {
+	dir := t.TempDir()
+	st, err := OpenFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for i := 0; i < 3; i++ {
+		if err := st.AppendAudit(ctx, &AuditEntry{Action: "a", Actor: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A crash in the middle of the fourth write.
+	f, err := os.OpenFile(filepath.Join(dir, "audit.jsonl"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"seq":4,"time":"2026-01-0`)
+	f.Close()
+	st2, err := OpenFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &AuditEntry{Action: "b", Actor: "y"}
+	if err := st2.AppendAudit(ctx, e); err != nil || e.Seq != 4 {
+		t.Fatalf("append after torn write: seq %d, %v; want 4", e.Seq, err)
+	}
+	es, err := st2.AuditBefore(ctx, 0, 10)
+	if err != nil || len(es) != 4 || es[0].Action != "b" || es[3].Seq != 1 {
+		t.Fatalf("AuditBefore = %+v, %v", es, err)
+	}
+	if es, _ := st2.AuditBefore(ctx, 3, 10); len(es) != 2 || es[0].Seq != 2 {
+		t.Errorf("AuditBefore(3) = %+v", es)
+	}
+	st3, err := OpenFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := st3.AuditBefore(ctx, 0, 10); len(es) != 4 {
+		t.Errorf("reopened: %d entries, want 4", len(es))
+	}
+}
