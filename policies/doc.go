@@ -1,11 +1,25 @@
-// Package policies owns Cordon's one shared policy: the YAML model and its
-// validation, compilation to sets and bitmasks, the pure decision function
-// (Compiled.Decide), the Engine both adapters call (identity, categorizer
-// lookup, newly-seen, GeoIP, decision), numbered versions with an
-// append-only audit log (Service), storage behind the Store interface (a
-// file store here, Redis in policies/redisstore) and the admin API (API).
+// Package policies owns Cordon's one shared policy.
+//
+//   - The model: a YAML document (Policy) of settings, users, groups,
+//     locations, custom lists and ordered rules; strict parsing (Parse) and
+//     validation with line, field and reason (Validate). REFERENCE.md
+//     documents every field.
+//   - The decision: Compile turns a policy into bitmasks and sets
+//     (Compiled), and Compiled.Decide decides one Request from its
+//     categorizer Verdict, purely and without allocating.
+//   - The Engine both adapters call: identity (Authenticate,
+//     ClientPrincipal, TokenPrincipal), categorizer lookup, newly-seen,
+//     GeoIP and Decide on atomically swapped snapshots (Check).
+//   - Collaboration: the Service keeps numbered versions with author, time
+//     and comment, diffs and rollbacks, directory and list edits, API
+//     tokens with roles, the append-only audit log, review requests and
+//     impact previews, on a Store (FileStore here, Redis in
+//     policies/redisstore, which also tells every edge about new versions).
+//   - The admin API (API, an http.Handler with bearer tokens and roles,
+//     documented by the embedded openapi.json), its Go Client and the
+//     `cordon policy` subcommands (RunCLI).
 //
 // It deliberately does not speak any wire protocol (HTTP proxying and DNS
-// live in proxy and proxy/dnsfilter), does not categorize (categorizer) and
-// does not aggregate access events (reports).
+// live in proxy and proxy/dnsfilter), does not categorize destinations
+// (categorizer) and does not aggregate access events (reports).
 package policies
