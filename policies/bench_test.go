@@ -139,3 +139,25 @@ func BenchmarkEngineCheck(b *testing.B) {
 		e.Check(&r)
 	}
 }
+
+// BenchmarkAuthenticateCached is the per-request cost of proxy Basic
+// authentication once the credential is verified (the slow hash runs
+// once per AuthCacheTTL).
+func BenchmarkAuthenticateCached(b *testing.B) {
+	hash, err := HashPassword("s3cret-password")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &Policy{Users: []User{{Name: "alice@example.com", PasswordHash: hash}}}
+	e, _ := testEngine(b)
+	if err := e.SetPolicy(p, 1); err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := e.Authenticate("alice@example.com", "s3cret-password"); !ok {
+		b.Fatal("authenticate failed")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Authenticate("alice@example.com", "s3cret-password")
+	}
+}

@@ -12,6 +12,9 @@ const subsystem = "policies"
 type engineMetrics struct {
 	decisions  [len(actionNames)][len(reasonNames)]prometheus.Counter
 	auth       *prometheus.CounterVec
+	authOK     prometheus.Counter
+	authCached prometheus.Counter
+	authFail   prometheus.Counter
 	swaps      *prometheus.CounterVec
 	swapErrors prometheus.Counter
 	version    prometheus.Gauge
@@ -44,6 +47,7 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 			Help: "Policy version being served.",
 		}),
 	}
+	m.authOK, m.authCached, m.authFail = m.auth.WithLabelValues("ok"), m.auth.WithLabelValues("cached"), m.auth.WithLabelValues("fail")
 	for a := range actionNames {
 		for r := range reasonNames {
 			m.decisions[a][r] = dv.WithLabelValues(actionNames[a], reasonNames[r])
