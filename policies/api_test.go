@@ -367,3 +367,37 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIRefsResolve checks every $ref of the document points at a
+// defined component.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	comps := doc["components"].(map[string]any)
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if ref, ok := x["$ref"].(string); ok {
+				parts := strings.Split(strings.TrimPrefix(ref, "#/components/"), "/")
+				sec, _ := comps[parts[0]].(map[string]any)
+				if len(parts) != 2 || sec[parts[1]] == nil {
+					t.Errorf("unresolved $ref %q", ref)
+				}
+			}
+			for _, c := range x {
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(doc)
+	if doc["openapi"] != "3.0.3" {
+		t.Errorf("openapi = %v", doc["openapi"])
+	}
+}
