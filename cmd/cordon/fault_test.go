@@ -74,6 +74,8 @@ const (
 	faultFlush = 200 * time.Millisecond
 	// faultSafety bounds every wait for something to happen.
 	faultSafety = 15 * time.Second
+	// drainHold is how long the origin holds a /drain request.
+	drainHold = 700 * time.Millisecond
 )
 
 // faultHosts are the test names the edges' proxies resolve to the loopback
@@ -89,19 +91,24 @@ var faultHosts = []string{
 func TestFaultTolerance(t *testing.T) {
 	c := newFaultCluster(t)
 	for _, s := range []struct {
-		name string
-		run  func(*testing.T)
+		name   string
+		run    func(*testing.T)
+		noHeal bool // runs on the state the previous scenario left
 	}{
-		{"PolicyChange", c.policyChange},
-		{"FeedSnapshotUnderLoad", c.feedSnapshotUnderLoad},
-		{"CorruptSnapshot", c.corruptSnapshot},
-		{"RedisOutage", c.redisOutage},
-		{"EdgeRestartRedisDown", c.edgeRestartRedisDown},
-		{"RollingRestart", c.rollingRestart},
-		{"EdgeKilledPACFailover", c.edgeKilled},
+		{"PolicyChange", c.policyChange, false},
+		{"FeedSnapshotUnderLoad", c.feedSnapshotUnderLoad, false},
+		{"CorruptSnapshot", c.corruptSnapshot, false},
+		{"CorruptSnapshotEdgeRestart", c.corruptSnapshotEdgeRestart, true},
+		{"CorruptSnapshotEdgeRestartRedisDown", c.corruptSnapshotEdgeRestartRedisDown, true},
+		{"RedisOutage", c.redisOutage, false},
+		{"EdgeRestartRedisDown", c.edgeRestartRedisDown, false},
+		{"RollingRestart", c.rollingRestart, false},
+		{"EdgeKilledPACFailover", c.edgeKilled, false},
 	} {
 		ok := t.Run(s.name, func(t *testing.T) {
-			c.heal(t)
+			if !s.noHeal {
+				c.heal(t)
+			}
 			s.run(t)
 		})
 		c.res.outcome(s.name, ok)
@@ -128,12 +135,15 @@ type faultCluster struct {
 	edges      []*faultProc // edges[0] is first in the PAC
 	origin     *httptest.Server
 	originPort string
-	extraFeed  string // a copy of a real list that FeedSnapshotUnderLoad appends to
-	threat     string // listed by the urlhaus threat feed
-	mining     string // cryptomining category
-	ransom     string // ransomware category (the extra feed)
-	denied     []string
-	feedAdded  []string
+	// drainArrived receives when a /drain request reaches the origin.
+	drainArrived chan struct{}
+	extraFeed    string // a copy of a real list that FeedSnapshotUnderLoad appends to
+	threat       string // listed by the urlhaus threat feed
+	mining       string // cryptomining category
+	ransom       string // ransomware category (the extra feed)
+	denied       []string
+	feedAdded    []string
+	corrupt      []uint64 // corrupt snapshot versions announced in Redis
 
 	clientsMu sync.Mutex
 	clients   map[string]*http.Client
@@ -175,13 +185,23 @@ func newFaultCluster(t *testing.T) *faultCluster {
 		t.Fatal(err)
 	}
 
+	c.drainArrived = make(chan struct{}, 1)
 	c.origin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" { // in flight while an edge drains
+		wait := time.Duration(0)
+		switch r.URL.Path {
+		case "/slow": // the load keeps one of these in flight
+			wait = 250 * time.Millisecond
+		case "/drain": // in flight when an edge gets SIGTERM
 			select {
-			case <-time.After(250 * time.Millisecond):
-			case <-r.Context().Done():
-				return
+			case c.drainArrived <- struct{}{}:
+			default:
 			}
+			wait = drainHold
+		}
+		select {
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return
 		}
 		fmt.Fprintf(w, "origin says hello to %s", r.Host)
 	}))
@@ -1121,14 +1141,12 @@ func (c *faultCluster) feedSnapshotUnderLoad(t *testing.T) {
 			t.Errorf("%s: snapshot %d (with %s) not served within %v", p.edge, v, host, faultSafety)
 		}
 	}
-	c.logProps(t, "FeedSnapshotUnderLoad", fmt.Sprintf("snapshot %d", v), props)
+	c.logProps(t, "FeedSnapshotUnderLoad", fmt.Sprintf("snapshot %d, counted from `feeds sync` returning,", v), props)
 	c.feedAdded = append(c.feedAdded, host)
 }
 
-// corruptSnapshot: snapshots damaged in two ways are announced; edges keep
-// the last good one while running, when restarted with Redis up (the
-// corrupt one is the latest there) and when restarted with Redis down
-// (from their local cache).
+// corruptSnapshot: snapshots damaged in two ways are announced; running
+// edges reject both and keep serving the last good one.
 func (c *faultCluster) corruptSnapshot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*faultSafety)
 	defer cancel()
@@ -1187,35 +1205,60 @@ func (c *faultCluster) corruptSnapshot(t *testing.T) {
 	t.Logf("CorruptSnapshot: truncated %d and bit-flipped %d rejected by both edges; last good %d kept", truncated, flipped, good)
 	c.res.note("CorruptSnapshot", "truncated and bit-flipped snapshots announced: both edges logged the rejection and kept serving the last good one (index swaps unchanged)")
 
-	// 3. Edge B restarts while the corrupt snapshot is the latest in Redis.
+	c.corrupt = []uint64{truncated, flipped}
+}
+
+// corruptSnapshotEdgeRestart: edge B restarts while the corrupt snapshot
+// is the latest in Redis; it must come up on the last good one.
+func (c *faultCluster) corruptSnapshotEdgeRestart(t *testing.T) {
+	if len(c.corrupt) == 0 {
+		t.Fatal("needs the corrupt snapshots CorruptSnapshot announces")
+	}
 	b := c.edges[1]
 	c.stop(t, b, syscall.SIGTERM)
 	c.start(t, b)
 	if took, ok := c.waitReady(t, b, faultSafety); ok {
 		c.checkDecisions(t, b, c.baseTargets())
-		t.Logf("CorruptSnapshot: %s restarted with the corrupt snapshot latest in Redis: ready in %v", b.name, took.Round(time.Millisecond))
-		c.res.add("CorruptSnapshot", b.name+" restarted while the corrupt snapshot is the latest in Redis: ready after", took)
+		t.Logf("CorruptSnapshotEdgeRestart: %s ready after %v", b.name, took.Round(time.Millisecond))
+		c.res.add("CorruptSnapshotEdgeRestart", b.name+" restarted while the corrupt snapshot is the latest in Redis: ready after", took)
 	} else {
 		t.Errorf("%s restarted while the newest snapshot in Redis is corrupt did not come up on its last good snapshot", b.name)
-		c.res.note("CorruptSnapshot", b.name+" restarted while the corrupt snapshot is the latest in Redis: did NOT come up")
+		c.res.note("CorruptSnapshotEdgeRestart", b.name+" restarted while the corrupt snapshot is the latest in Redis did NOT come up: "+startFailure(b))
 	}
+}
 
-	// 4. Edge A restarts while Redis is down: its local cache must still
-	// hold the last good snapshot, not the rejected one.
+// corruptSnapshotEdgeRestartRedisDown: edge A, which rejected the corrupt
+// snapshots while running, restarts while Redis is down: its local cache
+// must still hold the last good snapshot. Afterwards a good snapshot newer
+// than the corrupt ones is published for the scenarios that follow.
+func (c *faultCluster) corruptSnapshotEdgeRestartRedisDown(t *testing.T) {
+	defer c.restoreGoodSnapshot(t)
+	if len(c.corrupt) == 0 {
+		t.Fatal("needs the corrupt snapshots CorruptSnapshot announces")
+	}
 	a := c.edges[0]
+	if !a.running() {
+		t.Fatalf("%s is not running", a.name)
+	}
 	c.stop(t, a, syscall.SIGTERM) // with Redis up: its report counts are flushed
 	c.stopRedis()
 	c.start(t, a)
 	if took, ok := c.waitReady(t, a, faultSafety); ok {
 		c.checkDecisions(t, a, c.baseTargets())
-		c.res.add("CorruptSnapshot", a.name+" restarted with Redis down after the rejections: ready after", took)
+		t.Logf("CorruptSnapshotEdgeRestartRedisDown: %s ready after %v", a.name, took.Round(time.Millisecond))
+		c.res.add("CorruptSnapshotEdgeRestartRedisDown", a.name+" restarted with Redis down after rejecting them: ready after", took)
 	} else {
 		t.Errorf("%s restarted with Redis down after rejecting corrupt snapshots did not come up on its last good snapshot", a.name)
-		c.res.note("CorruptSnapshot", a.name+" restarted with Redis down after the rejections: did NOT come up")
+		c.res.note("CorruptSnapshotEdgeRestartRedisDown", a.name+" restarted with Redis down after rejecting them did NOT come up: "+startFailure(a))
 	}
-	c.restartRedis()
+}
 
-	// A good snapshot newer than the corrupt ones for what follows.
+// restoreGoodSnapshot publishes a good snapshot newer than the corrupt
+// ones and brings every edge up on it.
+func (c *faultCluster) restoreGoodSnapshot(t *testing.T) {
+	if c.redisDown {
+		c.restartRedis()
+	}
 	v, _ := c.syncFeeds(t)
 	c.heal(t)
 	for _, e := range c.edges {
@@ -1223,6 +1266,38 @@ func (c *faultCluster) corruptSnapshot(t *testing.T) {
 			t.Errorf("%s did not apply the good snapshot %d published after the corrupt ones", e.name, v)
 		}
 	}
+	c.corrupt = nil
+}
+
+// startFailure is why p's last start failed: its panic or its last
+// "cordon:" error line.
+func startFailure(p *faultProc) string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	last := b
+	if i := bytes.LastIndex(b, []byte("\n### ")); i >= 0 {
+		last = b[i:]
+	}
+	why := "unknown (see the log)"
+	for _, line := range strings.Split(string(last), "\n") {
+		if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "cordon: ") {
+			why = line
+			if strings.HasPrefix(line, "panic: ") {
+				break
+			}
+		}
+	}
+	if i := bytes.Index(last, []byte("main.(*gateway)")); i >= 0 && strings.HasPrefix(why, "panic: ") {
+		frame := strings.SplitN(string(last[i:]), "\n", 3)
+		why += " in " + strings.TrimSpace(frame[0]) + " " + strings.TrimSpace(frame[min(1, len(frame)-1)])
+	}
+	if i := bytes.Index(last, []byte("serving the local copy")); i >= 0 {
+		line, _, _ := strings.Cut(string(last[i:]), "\n")
+		why += "; before that: \"" + strings.TrimSpace(line) + "\""
+	}
+	return why
 }
 
 // redisOutage: Redis is killed during load and restarted.
@@ -1304,7 +1379,28 @@ func (c *faultCluster) rollingRestart(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	for _, addr := range proxies {
 		e := c.edgeByProxy(addr)
+		// A request held by the origin is in flight through e when the
+		// SIGTERM arrives: draining must let it finish.
+		select { // a retried /drain of the previous edge
+		case <-c.drainArrived:
+		default:
+		}
+		inflight := make(chan error, 1)
+		go func() { inflight <- c.get(e.proxy, "rolling.test", "/drain", false) }()
+		select {
+		case <-c.drainArrived:
+		case <-time.After(faultSafety):
+			t.Fatalf("the /drain request through %s never reached the origin", e.name)
+		}
 		stopTook := c.stop(t, e, syscall.SIGTERM)
+		if err := <-inflight; err != nil {
+			t.Errorf("%s: a request in flight at SIGTERM failed: %v", e.name, err)
+		} else {
+			msg := fmt.Sprintf("a request in flight through %s at SIGTERM completed (the origin holds it %v; the edge exited %v after the signal)",
+				e.name, drainHold, stopTook.Round(time.Millisecond))
+			t.Log("RollingRestart: " + msg)
+			c.res.note("RollingRestart", msg)
+		}
 		c.start(t, e)
 		readyTook, ok := c.waitReady(t, e, faultSafety)
 		if !ok {
@@ -1361,6 +1457,21 @@ func (c *faultCluster) edgeKilled(t *testing.T) {
 		c.checkDecisions(t, first, c.baseTargets())
 		c.res.add("EdgeKilledPACFailover", first.name+" restarted after SIGKILL: ready after", took)
 	}
+	// What the kill cost the reports: the counts the killed edge had not
+	// flushed yet (at most one flush interval of its traffic).
+	answered := c.answered.Load()
+	var last int64 = -1
+	changed := time.Now()
+	o, _, _ := c.waitReports(func(o overview) bool {
+		if o.Requests != last {
+			last, changed = o.Requests, time.Now()
+		}
+		return o.Requests == answered || time.Since(changed) > 5*faultFlush
+	}, faultSafety)
+	t.Logf("EdgeKilledPACFailover: reports count %d of the %d requests answered: %d lost with the killed edge (flush interval %v)",
+		o.Requests, answered, answered-o.Requests, faultFlush)
+	c.res.note("EdgeKilledPACFailover", fmt.Sprintf("report counts lost with the SIGKILLed edge: %d of %d requests (its unflushed last %v)",
+		answered-o.Requests, answered, faultFlush))
 }
 
 // --- results ---
