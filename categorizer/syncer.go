@@ -55,6 +55,7 @@ type Syncer struct {
 	feeds   []*feedState
 	index   *Index
 	version uint64
+	dirty   bool // the last build or publish failed: retry on the next Sync
 }
 
 type feedState struct {
@@ -148,7 +149,7 @@ func (s *Syncer) Index() *Index {
 func (s *Syncer) Sync(ctx context.Context, force bool) (*Index, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changed := s.Index() == nil
+	changed := s.Index() == nil || s.dirty
 	for _, f := range s.feeds {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -171,6 +172,7 @@ func (s *Syncer) Sync(ctx context.Context, force bool) (*Index, error) {
 		return s.Index(), nil
 	}
 	ix, err := s.build(ctx)
+	s.dirty = err != nil
 	if err != nil {
 		return nil, err
 	}

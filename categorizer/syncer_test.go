@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -333,5 +334,47 @@ func TestSyncerErrors(t *testing.T) {
 	}
 	if _, err := BuildFeeds([]FeedConfig{{Name: "x", Source: "/no/such/file", Format: FormatHosts, Categories: []string{"c"}}}, 1); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("BuildFeeds with a missing file = %v", err)
+	}
+}
+
+// flakyStore fails Put while down is set.
+type flakyStore struct {
+	*FileStore
+	down atomic.Bool
+}
+
+func (f *flakyStore) Put(ctx context.Context, v uint64, data []byte) error {
+	if f.down.Load() {
+		return errors.New("store unreachable")
+	}
+	return f.FileStore.Put(ctx, v, data)
+}
+
+func TestSyncerRetriesPublish(t *testing.T) {
+	ctx := t.Context()
+	fs, err := NewFileStore(FileStoreConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &flakyStore{FileStore: fs}
+	store.down.Store(true)
+	s, err := NewSyncer(SyncerConfig{
+		Config: Config{Feeds: []FeedConfig{{Name: "urlhaus", Source: testutil.SharedData(t, "urlhaus/hosts"), Format: FormatHosts, Threat: true}}},
+		CacheDir: t.TempDir(), Store: store, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx, false); err == nil {
+		t.Fatal("Sync with the store down: no error")
+	}
+	store.down.Store(false)
+	// Nothing is due, but the failed publish is retried.
+	ix, err := s.Sync(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := fs.Latest(ctx); err != nil || v != ix.Version() {
+		t.Errorf("store latest = %d, %v; want %d", v, err, ix.Version())
 	}
 }
