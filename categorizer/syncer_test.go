@@ -359,7 +359,7 @@ func TestSyncerRetriesPublish(t *testing.T) {
 	store := &flakyStore{FileStore: fs}
 	store.down.Store(true)
 	s, err := NewSyncer(SyncerConfig{
-		Config: Config{Feeds: []FeedConfig{{Name: "urlhaus", Source: testutil.SharedData(t, "urlhaus/hosts"), Format: FormatHosts, Threat: true}}},
+		Config:   Config{Feeds: []FeedConfig{{Name: "urlhaus", Source: testutil.SharedData(t, "urlhaus/hosts"), Format: FormatHosts, Threat: true}}},
 		CacheDir: t.TempDir(), Store: store, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
