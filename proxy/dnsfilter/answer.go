@@ -41,7 +41,7 @@ func (s *Server) finish(q *query, r *dns.Msg, code uint16, text string) {
 	if err != nil {
 		// Only a bug can get here (the records are ours); answer without
 		// records rather than nothing.
-		s.logger.Error("pack answer", "err", err)
+		s.logger.ErrorContext(s.baseCtx, "pack answer", logErr, err)
 		r.Answer, r.Ns, r.Extra = nil, nil, nil
 		r.Rcode = dns.RcodeServerFailure
 		out, _ = r.PackBuffer(q.out[:0])

@@ -102,7 +102,9 @@ func (s *Server) serveDoH(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", dohMediaType)
 	h.Set("Content-Length", strconv.Itoa(len(q.out)))
 	if q.cacheTTL > 0 {
-		h.Set("Cache-Control", "max-age="+strconv.FormatUint(uint64(q.cacheTTL), 10))
+		// private: the answer depends on who asked (policy), so shared
+		// HTTP caches must not hand it to someone else.
+		h.Set("Cache-Control", "private, max-age="+strconv.FormatUint(uint64(q.cacheTTL), 10))
 	} else {
 		h.Set("Cache-Control", "no-store")
 	}

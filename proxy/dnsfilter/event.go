@@ -10,3 +10,14 @@ import "github.com/cordon-gw/cordon/policies"
 type EventSink interface {
 	Record(ev *policies.AccessEvent)
 }
+
+// Log attribute keys.
+const (
+	logAddr      = "addr"
+	logClient    = "client"
+	logErr       = "err"
+	logHost      = "host"
+	logPanic     = "panic"
+	logUpstream  = "upstream"
+	logUpstreams = "upstreams"
+)

@@ -82,7 +82,7 @@ func (s *Server) handle(q *query) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.metrics.panics.Inc()
-			s.logger.Error("query handling panicked", "panic", r, "client", q.client)
+			s.logger.ErrorContext(s.baseCtx, "query handling panicked", logPanic, r, logClient, q.client)
 			q.out = q.out[:0]
 			s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
 		}
@@ -175,8 +175,8 @@ func (s *Server) handle(q *query) {
 		return
 	}
 	if err != nil {
-		if s.logger.Enabled(context.Background(), slog.LevelDebug) {
-			s.logger.Debug("resolve failed", "host", q.req.Host, "err", err)
+		if s.logger.Enabled(s.baseCtx, slog.LevelDebug) {
+			s.logger.DebugContext(s.baseCtx, "resolve failed", logHost, q.req.Host, logErr, err)
 		}
 		s.answerRcode(q, dns.RcodeServerFailure, maServFail, dns.ExtendedErrorCodeNoReachableAuthority, "upstream resolvers failed")
 		return

@@ -229,7 +229,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		udp.Close()
 		return fmt.Errorf("dnsfilter: listen tcp %s: %w", s.cfg.Listen, err)
 	}
-	s.logger.InfoContext(ctx, "dns filter listening", "addr", s.cfg.Listen, "upstreams", s.cfg.Upstreams)
+	s.logger.InfoContext(ctx, "dns filter listening", logAddr, s.cfg.Listen, logUpstreams, s.cfg.Upstreams)
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -329,8 +329,8 @@ func (s *Server) serveWire(w dns.ResponseWriter, r *dns.Msg, t transport) {
 	q.client = addrOf(w.RemoteAddr())
 	s.handle(q)
 	if q.out != nil {
-		if _, err := w.Write(q.out); err != nil && s.logger.Enabled(context.Background(), slog.LevelDebug) {
-			s.logger.Debug("write answer", "client", q.client, "err", err)
+		if _, err := w.Write(q.out); err != nil && s.logger.Enabled(s.baseCtx, slog.LevelDebug) {
+			s.logger.DebugContext(s.baseCtx, "write answer", logClient, q.client, logErr, err)
 		}
 		s.record(q)
 	}
@@ -367,3 +367,9 @@ func LoadRootCAs(path string) (*x509.CertPool, error) {
 	}
 	return p, nil
 }
+
+// Interface guards.
+var (
+	_ dns.Handler = udpHandler{}
+	_ dns.Handler = tcpHandler{}
+)

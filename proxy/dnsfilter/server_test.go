@@ -606,7 +606,7 @@ func TestDoH(t *testing.T) {
 		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 			t.Errorf("bob social.test: %v, want the address", r)
 		}
-		if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "max-age=") {
+		if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private, max-age=") {
 			t.Errorf("Cache-Control %q, want max-age", cc)
 		}
 		if ev := e.f.events.find(t, hostUser("social.test", "bob")); ev.User != "bob" || ev.Action != "allow" {

@@ -210,7 +210,7 @@ func (u *udpServer) finish(q *query, to netip.AddrPort, ctl []byte) {
 }
 
 func (u *udpServer) write(b []byte, to netip.AddrPort, ctl []byte) {
-	if _, _, err := u.conn.WriteMsgUDPAddrPort(b, ctl, to); err != nil && u.s.logger.Enabled(context.Background(), slog.LevelDebug) {
-		u.s.logger.Debug("write answer", "client", to.Addr(), "err", err)
+	if _, _, err := u.conn.WriteMsgUDPAddrPort(b, ctl, to); err != nil && u.s.logger.Enabled(u.s.baseCtx, slog.LevelDebug) {
+		u.s.logger.DebugContext(u.s.baseCtx, "write answer", logClient, to.Addr(), logErr, err)
 	}
 }

@@ -453,12 +453,12 @@ func (p *pool) probe(ctx context.Context, u *upstream, name string) {
 		u.fails.Add(1)
 		u.healthy.Store(false)
 		if wasHealthy {
-			p.logger.WarnContext(ctx, "upstream down", "upstream", u.name, "err", err)
+			p.logger.WarnContext(ctx, "upstream down", logUpstream, u.name, logErr, err)
 		}
 	} else {
 		u.observe(time.Since(start), nil)
 		if !wasHealthy {
-			p.logger.InfoContext(ctx, "upstream up", "upstream", u.name)
+			p.logger.InfoContext(ctx, "upstream up", logUpstream, u.name)
 		}
 	}
 	v := 0.0
