@@ -102,6 +102,7 @@ type NewlySeen struct {
 	shards        [64]seenShard
 	count         atomic.Int64
 	queue         chan sighting
+	evictCh       chan struct{}
 	dropped       prometheus.Counter
 	recorded      prometheus.Counter
 	storeErrors   prometheus.Counter
@@ -140,7 +141,7 @@ func NewNewlySeen(cfg NewlySeenConfig, store FirstSeenStore, logger *slog.Logger
 	n := &NewlySeen{
 		cfg: cfg, store: store, authoritative: store == nil || loader,
 		log: logger.With("component", "categorizer"), seed: maphash.MakeSeed(),
-		queue: make(chan sighting, cfg.QueueSize),
+		queue: make(chan sighting, cfg.QueueSize), evictCh: make(chan struct{}, 1),
 		dropped: f.NewCounter(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem, Name: "newly_seen_dropped_total",
 			Help: "First sightings not written to the store because the queue was full."}),
 		recorded: f.NewCounter(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem, Name: "newly_seen_recorded_total",
@@ -220,7 +221,10 @@ func (n *NewlySeen) Check(host string, now time.Time) bool {
 		return !e.pending && now.Unix()-e.first < int64(n.cfg.Window/time.Second)
 	}
 	if n.count.Add(1) > int64(n.cfg.MaxDomains) {
-		n.evict(now)
+		select { // Run evicts in the background
+		case n.evictCh <- struct{}{}:
+		default:
+		}
 	}
 	n.recorded.Inc()
 	if n.store != nil {
@@ -233,8 +237,9 @@ func (n *NewlySeen) Check(host string, now time.Time) bool {
 	return !e.pending
 }
 
-// evict forgets the domains first seen before the median age of one
-// shard per call, bounding memory.
+// evict bounds memory: it forgets domains first seen before the window
+// (they are old anyway; forgotten, they count as new if seen again) and,
+// while a shard is still over half its share, arbitrary ones.
 func (n *NewlySeen) evict(now time.Time) {
 	cut := now.Add(-n.cfg.Window).Unix()
 	for i := range n.shards {
@@ -260,12 +265,22 @@ func (n *NewlySeen) set(d string, first time.Time) {
 	sh.mu.Unlock()
 }
 
-// Run loads a FirstSeenLoader store and writes queued first sightings to
-// the store until ctx is done. Without a store it only waits for ctx.
+// Run loads a FirstSeenLoader store, writes queued first sightings to the
+// store and bounds memory (MaxDomains) until ctx is done. nil-safe.
 func (n *NewlySeen) Run(ctx context.Context) error {
-	if n == nil || n.store == nil {
+	if n == nil {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if n.store == nil {
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-n.evictCh:
+				n.evict(time.Now())
+			}
+		}
 	}
 	if l, ok := n.store.(FirstSeenLoader); ok {
 		if err := l.Load(ctx, func(d string, first time.Time) { n.set(d, first) }); err != nil {
@@ -276,6 +291,8 @@ func (n *NewlySeen) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-n.evictCh:
+			n.evict(time.Now())
 		case s := <-n.queue:
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			first, err := n.store.FirstSeen(wctx, s.domain, s.at)

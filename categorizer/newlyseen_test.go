@@ -2,6 +2,7 @@ package categorizer
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -93,4 +94,25 @@ func TestNewlySeenFileStore(t *testing.T) {
 		}
 		t.Error("domain first seen two days ago is still newly seen after restart")
 	})
+}
+
+func TestNewlySeenBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	n := NewNewlySeen(NewlySeenConfig{MaxDomains: 1000}, nil, nil, nil)
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := 0; i < 5000; i++ {
+		n.Check(fmt.Sprintf("d%d.example%d.com", i, i), t0)
+	}
+	for i := 0; i < 400 && n.count.Load() > 1000; i++ {
+		time.Sleep(5 * time.Millisecond)
+		n.Check(fmt.Sprintf("late%d.example.org", i), t0)
+	}
+	if c := n.count.Load(); c > 1000 {
+		t.Errorf("%d domains held, bound 1000", c)
+	}
+	cancel()
+	<-done
 }
