@@ -70,6 +70,10 @@ func (s *Service) CreateToken(ctx context.Context, a Actor, name string, role Ro
 		return "", TokenRecord{}, fmt.Errorf("policies: create token: %w", err)
 	}
 	if err := s.audit(ctx, a, "token.create", id, fmt.Sprintf("%s (%s)", name, role)); err != nil {
+		// Nothing unaudited may stay: take the token back.
+		if derr := s.store.DeleteToken(ctx, id); derr != nil {
+			s.log.Error("token created but neither audited nor removed", "token_id", id, "err", derr)
+		}
 		return "", TokenRecord{}, err
 	}
 	return token, rec, nil
@@ -83,10 +87,21 @@ func (s *Service) RevokeToken(ctx context.Context, a Actor, id string) error {
 	if !a.Role.Allows(PermAdmin) {
 		return &ForbiddenError{Role: a.Role, Permission: PermAdmin, What: "revoke tokens"}
 	}
+	rec, err := s.store.GetToken(ctx, id)
+	if err != nil {
+		return fmt.Errorf("policies: revoke token %s: %w", id, err)
+	}
 	if err := s.store.DeleteToken(ctx, id); err != nil {
 		return fmt.Errorf("policies: revoke token %s: %w", id, err)
 	}
-	return s.audit(ctx, a, "token.revoke", id, "")
+	if err := s.audit(ctx, a, "token.revoke", id, rec.Name); err != nil {
+		// Nothing unaudited may stay: restore the token and report.
+		if perr := s.store.PutToken(ctx, rec); perr != nil {
+			s.log.Error("token revoked but neither audited nor restored", "token_id", id, "err", perr)
+		}
+		return err
+	}
+	return nil
 }
 
 // Tokens lists token records (hashes included; the API strips them).
