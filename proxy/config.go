@@ -19,7 +19,9 @@ type Config struct {
 	// ReadHeaderTimeout bounds reading a client's request head (slow
 	// clients are cut off). Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	// IdleTimeout closes an idle client keep-alive connection. Default 90s.
+	// IdleTimeout closes an idle client keep-alive connection, and bounds
+	// each wait for more of a request body (a client trickling an upload)
+	// and between requests in a decrypted tunnel. Default 90s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// DialTimeout bounds connecting to an origin. Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,11 @@ type exchange struct {
 	forwardAt time.Time
 	upstream  time.Duration
 
+	// client controls the client connection of a plain HTTP request (nil
+	// inside decrypted tunnels).
+	client *http.ResponseController
+	// uploadStalled: reading the request body timed out (IdleTimeout).
+	uploadStalled atomic.Bool
 	// hijackBuf holds bytes the HTTP server read past the CONNECT head.
 	hijackBuf []byte
 	// mitm: the tunnel is decrypted; its inner requests report themselves.

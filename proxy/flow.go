@@ -98,7 +98,15 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *ht
 	addVia(req.Header, req.ProtoMajor, req.ProtoMinor, s.cfg.Via)
 	setForwardedFor(req.Header, s.cfg.XForwardedFor, ex.clientIP)
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = &countingBody{ReadCloser: req.Body, n: &ex.up}
+		body := &countingBody{ReadCloser: req.Body, n: &ex.up}
+		if ex.client != nil && s.cfg.IdleTimeout > 0 {
+			// A client trickling its upload cannot hold the request and
+			// the upstream connection: each read waits at most idle.
+			rc, idle := ex.client, s.cfg.IdleTimeout
+			body.before = func() { _ = rc.SetReadDeadline(time.Now().Add(idle)) }
+			body.stalled = &ex.uploadStalled
+		}
+		req.Body = body
 	}
 	ctx.RoundTripper = goproxy.RoundTripperFunc(s.roundTrip)
 	ex.forwardAt = time.Now()
@@ -116,8 +124,8 @@ func (s *Server) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 	}
 	ex.upstream = time.Since(t0)
 	if err != nil {
-		if req.Context().Err() != nil {
-			// The client went away: not the origin's failure.
+		if req.Context().Err() != nil || ex.uploadStalled.Load() {
+			// The client went away or stalled: not the origin's failure.
 			return nil, err
 		}
 		// Answer with the error page here: goproxy drops a decrypted
@@ -144,12 +152,18 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) (out *ht
 		ex = &exchange{id: s.newID(), start: time.Now()}
 	}
 	if resp == nil {
-		if ctx.Req.Context().Err() != nil {
+		if ex.uploadStalled.Load() {
+			s.m.refused.WithLabelValues("slow_client").Inc()
+			resp = s.page(ctx.Req, ex, http.StatusRequestTimeout, pageError, "Upload stalled",
+				"The gateway stopped waiting for the rest of the request.")
+			resp.Close = true
+		} else if ctx.Req.Context().Err() != nil {
 			ex.status = 499 // client closed the request (nginx's convention)
 			return &http.Response{StatusCode: 499, Status: "499 Client Closed Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 				Header: http.Header{}, Body: http.NoBody, Request: ctx.Req}
+		} else {
+			resp = s.upstreamError(ctx.Req, ex, ctx.Error)
 		}
-		resp = s.upstreamError(ctx.Req, ex, ctx.Error)
 	} else if !ex.local {
 		removeHopHeaders(resp.Header)
 		addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
@@ -239,14 +253,26 @@ func errorKind(err error) string {
 // Close.
 type countingBody struct {
 	io.ReadCloser
-	n    *atomic.Int64
-	done func()
-	once atomic.Bool
+	n      *atomic.Int64
+	done   func()
+	before func() // called before each Read (sets a read deadline)
+	// stalled, when set, records a Read that timed out.
+	stalled *atomic.Bool
+	once    atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
+	if b.before != nil {
+		b.before()
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && b.stalled != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			b.stalled.Store(true)
+		}
+	}
 	if err == io.EOF {
 		b.finish()
 	}

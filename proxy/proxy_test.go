@@ -423,6 +423,24 @@ func TestSlowClientCutOff(t *testing.T) {
 	}
 }
 
+func TestSlowUploadCutOff(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: Config{IdleTimeout: 300 * time.Millisecond},
+		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+		})})
+	c := dialProxy(t, h)
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 1000\r\n\r\n0123456789", h.httpURL("allowed.test", "/upload"))
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	b, err := io.ReadAll(c)
+	if isTimeout(err) {
+		t.Fatalf("a stalled upload held the connection")
+	}
+	t.Logf("stalled upload answer: %.40q", b)
+	if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		t.Errorf("stalled upload got %.60q, want 408 or a closed connection", b)
+	}
+}
+
 func TestConnectBlockedSNIAndHost(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	_, tlsPort, _ := net.SplitHostPort(h.tlsOrigin.Listener.Addr().String())

@@ -320,6 +320,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.principal = p
 	r.Header.Del("Proxy-Authorization")
 
+	ex.client = http.NewResponseController(w)
 	rec := &recorder{ResponseWriter: w, ex: ex, timeouts: s.timeouts}
 	s.gp.ServeHTTP(rec, r.WithContext(withExchange(r.Context(), ex)))
 	if ex.mitm {

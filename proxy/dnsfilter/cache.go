@@ -156,9 +156,12 @@ func (e *entry) appendAnswer(buf []byte, q *dns.Msg, ed ednsInfo, maxUDP uint16,
 		out[3] &^= flagAD
 	}
 	// Question case preservation: write the client's spelling over ours.
+	// The name is packed aside first: only a name of the same wire length
+	// (always, for a query that maps to this entry) may replace ours.
 	if len(q.Question) == 1 {
-		if end, err := dns.PackDomainName(q.Question[0].Name, out, headerLen, nil, false); err != nil || end+4 != e.qEnd {
-			copy(out[headerLen:e.qEnd], e.wire[headerLen:e.qEnd])
+		var name [256]byte // a wire name is at most 255 octets
+		if end, err := dns.PackDomainName(q.Question[0].Name, name[:], 0, nil, false); err == nil && headerLen+end+4 == e.qEnd {
+			copy(out[headerLen:], name[:end])
 		}
 	}
 	elapsed := uint32(0)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package dnsfilter
+
+const raceEnabled = false
