@@ -166,13 +166,49 @@ func (s *FileStore) ListVersions(ctx context.Context) ([]VersionInfo, error) {
 	}
 	out := make([]VersionInfo, 0, len(ns))
 	for _, n := range ns {
-		v, err := s.GetVersion(ctx, n)
+		vi, err := s.versionInfo(n)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, v.VersionInfo)
+		out = append(out, vi)
 	}
 	return out, nil
+}
+
+// versionInfo reads a version file's metadata, which is written before
+// the policy, without decoding the policy.
+func (s *FileStore) versionInfo(n int64) (VersionInfo, error) {
+	var vi VersionInfo
+	f, err := os.Open(s.versionPath(n))
+	if err != nil {
+		return vi, fmt.Errorf("policies: file store: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReader(f))
+	fields := map[string]json.RawMessage{}
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return vi, fmt.Errorf("policies: file store: version %d: not a JSON object", n)
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return vi, fmt.Errorf("policies: file store: version %d: %w", n, err)
+		}
+		key, _ := t.(string)
+		if key == "policy" {
+			break
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return vi, fmt.Errorf("policies: file store: version %d: %w", n, err)
+		}
+		fields[key] = raw
+	}
+	b, _ := json.Marshal(fields)
+	if err := json.Unmarshal(b, &vi); err != nil {
+		return vi, fmt.Errorf("policies: file store: version %d: %w", n, err)
+	}
+	return vi, nil
 }
 
 // PutVersion implements Store.
