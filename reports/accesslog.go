@@ -23,10 +23,11 @@ type accessLog struct {
 	maxFiles int
 	now      func() time.Time
 
-	f      *os.File
-	w      *bufio.Writer
-	size   int64
-	opened time.Time
+	f       *os.File
+	w       *bufio.Writer
+	size    int64
+	opened  time.Time
+	retryAt time.Time // after a failed rotation, no new attempt before
 }
 
 func openAccessLog(cfg AccessLogConfig, now func() time.Time) (*accessLog, error) {
@@ -87,22 +88,27 @@ func firstEventTime(path string, def time.Time) time.Time {
 }
 
 // Write appends one line (which must end in '\n'), rotating first when
-// due. It returns the bytes written.
+// due. It returns the bytes written, whether it rotated, and an error when
+// the write or the rotation failed (a failed rotation still writes the
+// line into the live file).
 func (l *accessLog) Write(line []byte) (int, bool, error) {
 	rotated := false
-	if l.size > 0 && ((l.maxSize > 0 && l.size+int64(len(line)) > l.maxSize) ||
+	var rerr error
+	if l.size > 0 && !l.now().Before(l.retryAt) && ((l.maxSize > 0 && l.size+int64(len(line)) > l.maxSize) ||
 		(l.maxAge > 0 && l.now().Sub(l.opened) >= l.maxAge)) {
-		if err := l.rotate(); err != nil {
-			return 0, false, err
+		if rerr = l.rotate(); rerr != nil {
+			// Keep writing into the live file; try again in a minute.
+			l.retryAt = l.now().Add(time.Minute)
+		} else {
+			rotated = true
 		}
-		rotated = true
 	}
 	n, err := l.w.Write(line)
 	l.size += int64(n)
 	if err != nil {
 		return n, rotated, fmt.Errorf("reports: access log: %w", err)
 	}
-	return n, rotated, nil
+	return n, rotated, rerr
 }
 
 // Flush writes buffered lines to the file.
@@ -124,6 +130,10 @@ func (l *accessLog) rotate() error {
 	base := strings.TrimSuffix(l.path, ext)
 	stamp := l.now().UTC().Format("20060102T150405.000000000")
 	if err := os.Rename(l.path, base+"-"+stamp+ext); err != nil {
+		// Keep logging into the live file rather than into a closed one.
+		if oerr := l.open(); oerr != nil {
+			return fmt.Errorf("reports: access log: rotate: %w (reopen: %w)", err, oerr)
+		}
 		return fmt.Errorf("reports: access log: rotate: %w", err)
 	}
 	if err := l.open(); err != nil {

@@ -88,3 +88,40 @@ func TestAccessLogLines(t *testing.T) {
 		t.Errorf("%d lines, want %d", n, len(evs))
 	}
 }
+
+func TestAccessLogKeepsWritingWhenRotationFails(t *testing.T) {
+	dir := t.TempDir()
+	clock := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	l, err := openAccessLog(AccessLogConfig{Path: filepath.Join(dir, "access.log"), MaxFiles: 3}, func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.maxSize = 100
+	line := []byte(strings.Repeat("x", 79) + "\n")
+	if _, _, err := l.Write(line); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the rotated file must go makes the rename fail.
+	clock = clock.Add(time.Second)
+	stamp := clock.UTC().Format("20060102T150405.000000000")
+	if err := os.Mkdir(filepath.Join(dir, "access-"+stamp+".log"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "access-"+stamp+".log", "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, rotated, err := l.Write(line); err == nil || rotated {
+		t.Fatalf("Write with a failing rotation: rotated=%v err=%v, want an error", rotated, err)
+	}
+	if _, _, err := l.Write(line); err != nil {
+		t.Fatalf("next Write (rotation waits): %v", err)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(l.path)
+	if len(b) != 3*len(line) {
+		t.Errorf("live file has %d bytes, want all 3 lines (%d)", len(b), 3*len(line))
+	}
+}
