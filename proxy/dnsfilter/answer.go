@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -275,7 +276,7 @@ func (s *Server) answerAny(q *query) {
 // endpoint followed by the endpoint's records of the asked type.
 func (s *Server) answerSafeSearch(q *query, target string, do, cd bool) {
 	qn := q.msg.Question[0]
-	e, err := s.resolve(cacheKey{name: target, qtype: qn.Qtype, bits: keyBits(do, cd)}, q)
+	e, err := s.resolve(cacheKey{name: strings.TrimSuffix(target, "."), qtype: qn.Qtype, bits: keyBits(do, cd)}, q)
 	if err == errDeferred {
 		return
 	}

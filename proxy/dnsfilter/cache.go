@@ -15,7 +15,7 @@ import (
 // cacheKey identifies one cached answer. Answers differ with the DO and CD
 // bits (DNSSEC records, validation), so those are part of the key.
 type cacheKey struct {
-	name  string // lower-case FQDN as on the wire
+	name  string // policies.Request.Host form: lower case, no trailing dot
 	qtype uint16
 	bits  uint8 // keyDO | keyCD
 }

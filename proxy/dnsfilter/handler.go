@@ -159,7 +159,7 @@ func (s *Server) handle(q *query) {
 	}
 
 	do, cd := q.ed.do, m.CheckingDisabled
-	key := cacheKey{name: lowerFQDN(qn.Name), qtype: qn.Qtype, bits: keyBits(do, cd)}
+	key := cacheKey{name: q.req.Host, qtype: qn.Qtype, bits: keyBits(do, cd)}
 
 	// 6. Safe search.
 	if q.dec.SafeSearch {
@@ -268,7 +268,7 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 func (s *Server) fetch(ctx context.Context, key cacheKey) (*entry, string, error) {
 	m := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), RecursionDesired: true, CheckingDisabled: key.bits&keyCD != 0},
-		Question: []dns.Question{{Name: key.name, Qtype: key.qtype, Qclass: dns.ClassINET}},
+		Question: []dns.Question{{Name: key.name + ".", Qtype: key.qtype, Qclass: dns.ClassINET}},
 	}
 	m.SetEdns0(uint16(s.cfg.MaxUDPSize), key.bits&keyDO != 0)
 	r, up, err := s.pool.resolve(ctx, m)
@@ -348,23 +348,6 @@ func keyBits(do, cd bool) uint8 {
 		b |= keyCD
 	}
 	return b
-}
-
-// lowerFQDN lower-cases a wire name (keeps the trailing dot); allocates
-// only when it has upper case letters.
-func lowerFQDN(name string) string {
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(name)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return name
 }
 
 // record finishes q: metrics and the access event.

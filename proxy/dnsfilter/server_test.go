@@ -421,7 +421,7 @@ func TestPrefetch(t *testing.T) {
 	ask(t, e.f.addr, "udp", "short.test.", dns.TypeA, true) // TTL 2 raised to 10
 	// Hit within the last tenth of the lifetime: make it look old by
 	// asking after 9s would be slow; instead age the entry directly.
-	key := cacheKey{name: "short.test.", qtype: dns.TypeA}
+	key := cacheKey{name: "short.test", qtype: dns.TypeA}
 	ent := e.f.srv.cache.get(key, time.Now().UnixNano())
 	if ent == nil || ent.ttl != 10 {
 		t.Fatalf("cached entry %+v, want TTL 10 (raised by min_ttl)", ent)
