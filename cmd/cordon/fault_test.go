@@ -12,8 +12,12 @@ package main
 //   - FeedSnapshotUnderLoad: `cordon feeds sync --force` publishes a new
 //     snapshot during load: no request fails, the new entry is blocked.
 //   - CorruptSnapshot: a truncated and a bit-flipped snapshot are announced
-//     in Redis: edges reject both and keep the last good one, also across a
-//     restart with Redis up and with Redis down.
+//     in Redis: running edges reject both and keep the last good one.
+//   - CorruptSnapshotEdgeRestart: an edge restarted while the corrupt
+//     snapshot is the latest in Redis comes up on the last good one.
+//   - CorruptSnapshotEdgeRestartRedisDown: an edge that rejected them,
+//     restarted while Redis is down, comes up on the last good one (its
+//     local cache must not hold the rejected snapshot as the latest).
 //   - RedisOutage: Redis killed during load: no request fails; restarted:
 //     edges follow policy changes again and the report counts (counted
 //     here) arrive exactly.
@@ -82,7 +86,7 @@ const (
 // origin (the local DNS upstream answers 127.0.0.1 for every name).
 var faultHosts = []string{
 	"allowed.test", "outage.test", "policy-change.test", "after-outage.test", "feed-update.test",
-	"cached-start.test", "after-cached-start.test", "rolling.test", "failover.test",
+	"after-cached-start.test", "rolling.test", "failover.test",
 }
 
 // TestFaultTolerance runs the scenarios in order on one cluster; each
@@ -860,9 +864,14 @@ func (c *faultCluster) untilBlocked(p *faultProc, host string, since time.Time) 
 func (c *faultCluster) logProps(t *testing.T, scenario, what string, props []propagation) {
 	t.Helper()
 	for _, p := range props {
-		t.Logf("%s: %s enforced by %s after %v (HTTP) / %v (DNS)", scenario, what, p.edge,
-			p.http.Round(time.Millisecond), p.dns.Round(time.Millisecond))
-		c.res.add(scenario, fmt.Sprintf("%s enforced by %s (HTTP / DNS)", what, p.edge), p.http, p.dns)
+		// The issue's target is 1 s; it is reported, not asserted.
+		target := "within the 1 s target"
+		if !p.ok || max(p.http, p.dns) > time.Second {
+			target = "OVER the 1 s target"
+		}
+		t.Logf("%s: %s enforced by %s after %v (HTTP) / %v (DNS), %s", scenario, what, p.edge,
+			p.http.Round(time.Millisecond), p.dns.Round(time.Millisecond), target)
+		c.res.add(scenario, fmt.Sprintf("%s enforced by %s (HTTP / DNS), %s", what, p.edge, target), p.http, p.dns)
 	}
 }
 
@@ -1077,6 +1086,51 @@ func getRawSnapshot(ctx context.Context, rdb *redis.Client, v uint64) ([]byte, e
 	return data, nil
 }
 
+// faultChannels are the pub/sub channels announcing new snapshots and
+// policy versions (categorizer/redisstore and policies/redisstore under the
+// prefixes gateway.go gives them).
+var faultChannels = []string{faultSnapKey + ":snapshots", "cordon:policy:policies:version"}
+
+// waitSubscribed waits until every running process is subscribed to both
+// announcement channels again (after a start or a Redis restart): an
+// announcement published before that is missed and only picked up by the
+// periodic checks.
+func (c *faultCluster) waitSubscribed(t *testing.T, within time.Duration) (time.Duration, bool) {
+	t.Helper()
+	want := int64(0)
+	for _, p := range append([]*faultProc{c.control}, c.edges...) {
+		if p.running() {
+			want++
+		}
+	}
+	opt, err := redis.ParseURL(c.redis.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	start := time.Now()
+	var last map[string]int64
+	for i := 0; i < 2000 && time.Since(start) < within; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n, err := rdb.PubSubNumSub(ctx, faultChannels...).Result()
+		cancel()
+		if err == nil {
+			last = n
+			ok := true
+			for _, ch := range faultChannels {
+				ok = ok && n[ch] >= want
+			}
+			if ok {
+				return time.Since(start), true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("after %v, subscribers per channel %v, want %d (every running process)", within, last, want)
+	return time.Since(start), false
+}
+
 // --- scenarios ---
 
 // policyChange: a deny-list entry added through the control's API is
@@ -1102,6 +1156,7 @@ func (c *faultCluster) feedSnapshotUnderLoad(t *testing.T) {
 	for _, e := range c.edges {
 		c.checkDecisions(t, e, []target{{host, false}})
 	}
+	c.waitSubscribed(t, faultSafety)
 	l := c.startLoad(pinned(c.edges), c.baseTargets())
 	time.Sleep(400 * time.Millisecond)
 
@@ -1164,6 +1219,7 @@ func (c *faultCluster) corruptSnapshot(t *testing.T) {
 	if err != nil || len(data) < 64 {
 		t.Fatalf("snapshot %d from Redis: %d bytes, %v", good, len(data), err)
 	}
+	c.waitSubscribed(t, faultSafety)
 	swaps := map[string]float64{}
 	for _, e := range c.edges {
 		if swaps[e.name], err = metric(e, indexSwaps); err != nil {
@@ -1259,8 +1315,9 @@ func (c *faultCluster) restoreGoodSnapshot(t *testing.T) {
 	if c.redisDown {
 		c.restartRedis()
 	}
+	c.waitSubscribed(t, faultSafety) // the running ones
 	v, _ := c.syncFeeds(t)
-	c.heal(t)
+	c.heal(t) // edges that could not start on the corrupt snapshot
 	for _, e := range c.edges {
 		if !waitLog(e, faultSafety, "version="+strconv.FormatUint(v, 10)) {
 			t.Errorf("%s did not apply the good snapshot %d published after the corrupt ones", e.name, v)
@@ -1295,7 +1352,7 @@ func startFailure(p *faultProc) string {
 	}
 	if i := bytes.Index(last, []byte("serving the local copy")); i >= 0 {
 		line, _, _ := strings.Cut(string(last[i:]), "\n")
-		why += "; before that: \"" + strings.TrimSpace(line) + "\""
+		why += "; before that: " + strings.TrimSpace(line)
 	}
 	return why
 }
@@ -1316,7 +1373,11 @@ func (c *faultCluster) redisOutage(t *testing.T) {
 	failedDuring := l.failures.Load()
 	c.restartRedis()
 	outage := time.Since(down)
-	time.Sleep(time.Second)
+	if took, ok := c.waitSubscribed(t, faultSafety); ok {
+		t.Logf("RedisOutage: every process subscribed to the announcements again %v after Redis returned", took.Round(time.Millisecond))
+		c.res.add("RedisOutage", "every process subscribed to the pub/sub announcements again, after Redis returned", took)
+	}
+	time.Sleep(500 * time.Millisecond)
 	sum := l.finish()
 	t.Logf("RedisOutage: Redis down %v; %d requests during the outage (%d failed); load: %s", outage.Round(time.Millisecond), during, failedDuring, sum)
 	c.res.note("RedisOutage", fmt.Sprintf("Redis down %v with %d requests during the outage, %d failed; whole load: %s",
