@@ -37,6 +37,10 @@ type entry struct {
 	expires int64    // unix ns; stored+ttl
 	ttl     uint32   // lifetime in seconds; 0 means not cacheable
 	rcode   int
+	// edeCode and edeText are the upstream's Extended DNS Error, passed
+	// on; edeCode is noEDE when there was none.
+	edeCode uint16
+	edeText string
 	// cnames are the CNAME targets in the answer, lower-case without the
 	// trailing dot; ips are the A/AAAA addresses. Both are checked against
 	// policy on every hit, since the decision depends on the client.
@@ -56,11 +60,23 @@ type cacheLimits struct {
 // clamping TTLs. r is modified (ID, OPT removed, TTLs clamped).
 func newEntry(r *dns.Msg, now time.Time, lim cacheLimits) (*entry, error) {
 	e := &entry{rcode: r.Rcode, stored: now.UnixNano()}
-	// Drop the upstream's OPT: the client gets its own, made per query.
+	// Drop the upstream's OPT: the client gets its own, made per query,
+	// carrying the upstream's Extended DNS Error (DNSSEC bogus, …) if any.
+	e.edeCode = noEDE
 	extra := r.Extra[:0:0]
 	for _, rr := range r.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
+		opt, ok := rr.(*dns.OPT)
+		if !ok {
 			extra = append(extra, rr)
+			continue
+		}
+		for _, o := range opt.Option {
+			if x, ok := o.(*dns.EDNS0_EDE); ok && e.edeCode == noEDE {
+				e.edeCode, e.edeText = x.InfoCode, x.ExtraText
+				if len(e.edeText) > maxEDEText {
+					e.edeText = e.edeText[:maxEDEText]
+				}
+			}
 		}
 	}
 	r.Extra = extra
@@ -178,7 +194,7 @@ func (e *entry) appendAnswer(buf []byte, q *dns.Msg, ed ednsInfo, maxUDP uint16,
 		binary.BigEndian.PutUint32(out[off:], t)
 	}
 	if ed.present {
-		buf = appendOPT(buf, maxUDP, ed.do, noEDE, "")
+		buf = appendOPT(buf, maxUDP, ed.do, e.edeCode, e.edeText)
 	}
 	return buf
 }

@@ -224,12 +224,19 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dnsfilter: listen udp %s: %w", s.cfg.Listen, err)
 	}
-	tcp, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	// TCP on the port UDP got (they differ only when the port is 0).
+	tcpAddr := s.cfg.Listen
+	if host, _, err := net.SplitHostPort(s.cfg.Listen); err == nil {
+		if _, port, err := net.SplitHostPort(udp.LocalAddr().String()); err == nil {
+			tcpAddr = net.JoinHostPort(host, port)
+		}
+	}
+	tcp, err := lc.Listen(ctx, "tcp", tcpAddr)
 	if err != nil {
 		udp.Close()
 		return fmt.Errorf("dnsfilter: listen tcp %s: %w", s.cfg.Listen, err)
 	}
-	s.logger.InfoContext(ctx, "dns filter listening", logAddr, s.cfg.Listen, logUpstreams, s.cfg.Upstreams)
+	s.logger.InfoContext(ctx, "dns filter listening", logAddr, udp.LocalAddr().String(), logUpstreams, s.cfg.Upstreams)
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -1141,3 +1141,21 @@ func TestUpstreamConnectionReuse(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamEDEPassedOn: an upstream's Extended DNS Error (here a
+// DNSSEC failure) reaches the client.
+func TestUpstreamEDEPassedOn(t *testing.T) {
+	up := startDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus, ExtraText: "signature expired"})
+		_ = w.WriteMsg(m)
+	}))
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	f := startFilter(t, Config{Upstreams: []string{up}}, eng)
+	r := ask(t, f.addr, "udp", "bogus.test.", dns.TypeA, true)
+	if x := ede(r); r.Rcode != dns.RcodeServerFailure || x == nil || x.InfoCode != dns.ExtendedErrorCodeDNSBogus || x.ExtraText != "signature expired" {
+		t.Fatalf("answer %v, want SERVFAIL with the upstream's EDE 6", r)
+	}
+}
