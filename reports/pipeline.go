@@ -132,7 +132,7 @@ func newPipeline(cfg Config, deps Deps) (*Pipeline, error) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	p.origin = hex.EncodeToString(id[:])
-	priv, err := newPrivacy(cfg)
+	priv, err := newPrivacy(cfg, deps.Store)
 	if err != nil {
 		return nil, err
 	}

@@ -226,7 +226,7 @@ type Reader struct {
 // query by real user name finds pseudonymized rows) and top-N default.
 func NewReader(store Store, cfg Config) (*Reader, error) {
 	cfg.fill()
-	priv, err := newPrivacy(cfg)
+	priv, err := newPrivacy(cfg, store)
 	if err != nil {
 		return nil, err
 	}

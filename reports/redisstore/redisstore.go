@@ -20,6 +20,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -343,6 +345,31 @@ func decode(m map[string]string) (*reports.Counters, error) {
 	}
 	return c, nil
 }
+
+// PseudonymKey implements reports.KeySource: one random 32-byte key at
+// <prefix>:pseudonym-key, created by the first edge (SET NX) and read by
+// every other, so a user has the same pseudonym on every edge.
+func (s *Store) PseudonymKey(ctx context.Context) ([]byte, error) {
+	var fresh [32]byte
+	if _, err := rand.Read(fresh[:]); err != nil {
+		return nil, fmt.Errorf("redisstore: pseudonym key: %w", err)
+	}
+	key := s.prefix + ":pseudonym-key"
+	if err := s.c.SetNX(ctx, key, hex.EncodeToString(fresh[:]), 0).Err(); err != nil {
+		return nil, fmt.Errorf("redisstore: pseudonym key: %w", err)
+	}
+	v, err := s.c.Get(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: pseudonym key: %w", err)
+	}
+	k, err := hex.DecodeString(v)
+	if err != nil || len(k) < 16 {
+		return nil, fmt.Errorf("redisstore: pseudonym key %s: not 32+ hex digits", key)
+	}
+	return k, nil
+}
+
+var _ reports.KeySource = (*Store)(nil)
 
 // Close implements reports.Store; the client stays open (the caller owns
 // it).

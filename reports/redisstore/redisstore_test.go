@@ -430,3 +430,51 @@ func TestRedisOutageBeyondBufferSpills(t *testing.T) {
 		t.Errorf("dropped = %v, want 0", d)
 	}
 }
+
+func TestEdgesSharePseudonyms(t *testing.T) {
+	r := testutil.StartRedis(t)
+	pseudo := func(c *reports.Config) { c.Privacy.PseudonymizeUsers = true }
+	a := pipelineWith(t, store(t, client(t, r)), nil, pseudo)
+	b := pipelineWith(t, store(t, client(t, r)), nil, pseudo)
+	evs := events(600, 5)
+	for i, ev := range evs {
+		if i%2 == 0 {
+			a.Record(ev)
+		} else {
+			b.Record(ev)
+		}
+	}
+	flush(t, a)
+	flush(t, b)
+	pa, pb := a.Reader().Subject(reports.ScopeUser, "u1"), b.Reader().Subject(reports.ScopeUser, "u1")
+	if pa != pb || pa == "u1" {
+		t.Fatalf("pseudonyms of u1: %q on edge a, %q on edge b; want one shared pseudonym", pa, pb)
+	}
+	want, _, _ := sum(evs, "u1")
+	for _, p := range []*reports.Pipeline{a, b} {
+		rep := query(t, p.Reader(), reports.ScopeUser, "u1")
+		if rep.Requests != want.req || rep.Subject != pa {
+			t.Errorf("u1 report = %d requests as %q, want %d as %q", rep.Requests, rep.Subject, want.req, pa)
+		}
+	}
+	// An edge starting while Redis is down uses its copy of the shared key.
+	cfg := reports.Defaults()
+	cfg.Dir = t.TempDir()
+	cfg.Privacy.PseudonymizeUsers = true
+	st := store(t, client(t, r))
+	if _, err := reports.NewReader(st, cfg); err != nil { // while up: copies the key
+		t.Fatal(err)
+	}
+	r.Stop()
+	rd, err := reports.NewReader(st, cfg)
+	if err != nil {
+		t.Fatalf("NewReader with Redis down and a local copy: %v", err)
+	}
+	if got := rd.Subject(reports.ScopeUser, "u1"); got != pa {
+		t.Errorf("pseudonym with Redis down = %q, want %q", got, pa)
+	}
+	cfg.Dir = t.TempDir() // no local copy
+	if _, err := reports.NewReader(st, cfg); err == nil {
+		t.Error("NewReader with Redis down and no local key copy succeeded; it must not invent a different key")
+	}
+}
