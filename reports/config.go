@@ -112,9 +112,12 @@ type PrivacyConfig struct {
 	// pseudonym ("u-" and 16 hex digits) before it is logged or
 	// aggregated. Default false.
 	PseudonymizeUsers bool `yaml:"pseudonymize_users"`
-	// PseudonymKey is the HMAC key. Empty: a random key is generated
-	// once and kept in <dir>/pseudonym.key (0600), so pseudonyms stay
-	// stable across restarts; edges sharing Redis must share the key.
+	// PseudonymKey is the HMAC key (at least 16 bytes). Empty: with the
+	// Redis store, one random key kept in Redis and shared by every edge
+	// (copied to <dir>/pseudonym.key for starts while Redis is down);
+	// with the local store, a random key generated once into
+	// <dir>/pseudonym.key (0600). Either way pseudonyms stay stable
+	// across restarts.
 	PseudonymKey Secret `yaml:"pseudonym_key"`
 	// DropPaths removes URL paths from logged events. Default false.
 	DropPaths bool `yaml:"drop_paths"`
