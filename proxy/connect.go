@@ -22,14 +22,16 @@ import (
 
 // onConnect decides a CONNECT on its target. Order:
 //  1. validate host:port and refuse ports outside connect_ports;
-//  2. resolve once and refuse forbidden destinations (403);
-//  3. decide on the CONNECT host and the address that will be dialed;
-//  4. decrypt when inspection is on and neither category nor domain
-//     exempts the host (inner requests are decided on the full URL and
-//     get real block and warn pages); otherwise enforce the CONNECT
-//     decision (block: 403 with an explanation; unacknowledged warn: 403
-//     or pass per connect_warn) and splice, deciding again on the TLS SNI when it names
-//     another host.
+//  2. decide on the CONNECT host name;
+//  3. decrypt when inspection is on and neither category nor domain
+//     exempts the host: inner requests are decided on the full URL and
+//     get real block and warn pages;
+//  4. otherwise enforce the name's decision (block: 403 with an
+//     explanation; unacknowledged warn: 403 or pass per connect_warn)
+//     before resolving anything;
+//  5. resolve once, refuse forbidden destinations (403) and decide again
+//     with the address that will be dialed;
+//  6. splice, deciding again on the TLS SNI when it names another host.
 func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	ex := exchangeFrom(ctx.Req.Context())
 	if ex == nil {
@@ -48,6 +50,19 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 		ex.refusal = "port"
 		return s.rejectConnect(ctx, ex, http.StatusForbidden, "CONNECT to port "+strconv.Itoa(int(port))+" is not allowed", "port"), target
 	}
+	literal, _ := netip.ParseAddr(host)
+	d := s.decide(ex, host, "", literal)
+	if s.mitm != nil && s.mitm.shouldInspect(host, port, s.engine, ex.verdict) {
+		// Decrypted: every inner request is decided (and its destination
+		// resolved and checked) on its full URL, and a block or warn shows
+		// the real page there.
+		ex.mitm = true
+		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitm.tlsConfig}, target
+	}
+	// A blocked name is refused before it is resolved.
+	if reject := s.connectVerdict(ctx, ex, d); reject != nil {
+		return reject, target
+	}
 	addrs, err := s.guard.resolve(ctx.Req.Context(), host, port)
 	if err != nil {
 		if errors.Is(err, ErrDestinationRefused) {
@@ -59,15 +74,12 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 		ex.refusal = "resolve"
 		return s.rejectConnect(ctx, ex, http.StatusBadGateway, "cannot resolve "+host, ""), target
 	}
-	d := s.decide(ex, host, "", addrs[0])
-	if s.mitm != nil && s.mitm.shouldInspect(host, port, s.engine, ex.verdict) {
-		// Decrypted: every inner request is decided on its full URL, and
-		// a block or warn shows the real page there.
-		ex.mitm = true
-		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitm.tlsConfig}, target
-	}
-	if reject := s.connectVerdict(ctx, ex, d); reject != nil {
-		return reject, target
+	if !literal.IsValid() {
+		// Again with the address that will be dialed.
+		d = s.decide(ex, host, "", addrs[0])
+		if reject := s.connectVerdict(ctx, ex, d); reject != nil {
+			return reject, target
+		}
 	}
 	return &goproxy.ConnectAction{
 		Action: goproxy.ConnectHijack,

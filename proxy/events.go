@@ -156,8 +156,17 @@ func (s *Server) finish(ex *exchange) {
 		ev.Action = policies.ActionBlock.String()
 		ev.RuleAction = ev.Action
 	}
-	if ex.refusal != "" {
+	switch ex.refusal {
+	case "":
+	case "page", "resolve":
+		// Forms answered by the proxy, and names that did not resolve,
+		// keep the decision's action.
 		ev.Reason = ex.refusal
+	default:
+		// The proxy itself refused (auth, destination, port, loop, bad
+		// request) whatever the policy said.
+		ev.Reason = ex.refusal
+		ev.Action = policies.ActionBlock.String()
 	}
 	s.m.requests.WithLabelValues(ev.Proto, ev.Action, category).Inc()
 	s.m.bytes.WithLabelValues("up").Add(float64(ev.BytesUp))

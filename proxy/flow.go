@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,10 @@ const pagePrefix = "/.cordon/"
 //  1. find the exchange (identity was settled at the edge or on CONNECT);
 //  2. answer the proxy's own form posts before any decision, so a blocked
 //     site's page can still request a review;
-//  3. normalize the target, resolve it once and refuse destinations the
-//     proxy must not reach, so the decision sees the address that will be
-//     dialed;
-//  4. decide; render block and unacknowledged warn as pages;
+//  3. normalize the target and decide on the name; block and
+//     unacknowledged warn become pages without resolving anything;
+//  4. resolve once, refuse destinations the proxy must not reach, and
+//     decide again with the address that will be dialed;
 //  5. enforce safe search when the policy asks for it;
 //  6. forward with hop-by-hop headers removed and the checked addresses
 //     pinned in the request context for the dialer.
@@ -76,19 +77,25 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *ht
 	}
 	ex.host, ex.path = host, req.URL.Path
 
+	// Decide on the name first: a blocked name is never resolved (no DNS
+	// leak to a malicious domain, and an unresolvable blocked name still
+	// gets its block page).
+	literal, _ := netip.ParseAddr(host)
+	d := s.decide(ex, host, req.URL.Path, literal)
+	if page := s.stopPage(req, ex, d); page != nil {
+		return req, page
+	}
 	addrs, err := s.guard.resolve(req.Context(), host, port)
 	if err != nil {
 		return req, s.destinationError(req, ex, err)
 	}
-	d := s.decide(ex, host, req.URL.Path, addrs[0])
-	switch d.Action {
-	case policies.ActionBlock:
-		return req, s.blockPage(req, ex)
-	case policies.ActionWarn:
-		if !s.warns.acknowledged(ex.userKey(), host) {
-			return req, s.warnPage(req, ex)
+	if !literal.IsValid() {
+		// Decide again with the address that will be dialed (IP threat
+		// feeds, destination country).
+		d = s.decide(ex, host, req.URL.Path, addrs[0])
+		if page := s.stopPage(req, ex, d); page != nil {
+			return req, page
 		}
-		ex.warnPassed = true
 	}
 
 	if d.SafeSearch {
@@ -111,6 +118,21 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *ht
 	ctx.RoundTripper = goproxy.RoundTripperFunc(s.roundTrip)
 	ex.forwardAt = time.Now()
 	return req.WithContext(context.WithValue(req.Context(), destKey{}, &destination{host: host, port: port, addrs: addrs})), nil
+}
+
+// stopPage renders a block, or a warn not yet acknowledged, as a page;
+// nil lets the request through.
+func (s *Server) stopPage(req *http.Request, ex *exchange, d policies.Decision) *http.Response {
+	switch d.Action {
+	case policies.ActionBlock:
+		return s.blockPage(req, ex)
+	case policies.ActionWarn:
+		if !s.warns.acknowledged(ex.userKey(), ex.host) {
+			return s.warnPage(req, ex)
+		}
+		ex.warnPassed = true
+	}
+	return nil
 }
 
 // roundTrip sends a request upstream and times it; failures become an

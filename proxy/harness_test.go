@@ -71,7 +71,7 @@ var testFeeds = []struct {
 	threat  bool
 	domains []string
 }{
-	{"test-gambling", []string{"gambling"}, false, []string{"casino.test"}},
+	{"test-gambling", []string{"gambling"}, false, []string{"casino.test", "gone-casino.test"}},
 	{"test-social", []string{"social"}, false, []string{"social.test"}},
 	{"test-news", []string{"news"}, false, []string{"news.test"}},
 	{"test-finance", []string{"finance"}, false, []string{"bank.test"}},
@@ -283,6 +283,7 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 		Reviews:         h.reviews,
 		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Registerer:      h.reg,
+		Resolver:        mapResolver{}, // names resolve only through the overrides
 		UpstreamRootCAs: h.originCA,
 	})
 	if err != nil {

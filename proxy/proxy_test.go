@@ -162,6 +162,26 @@ func TestDestinationIPThreat(t *testing.T) {
 	}
 }
 
+// TestBlockedNameNeverResolved: a blocked name gets its block page (or
+// 403 on CONNECT) even though it does not resolve: the decision on the
+// name comes before any DNS lookup.
+func TestBlockedNameNeverResolved(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	resp, body := get(t, h.client(nil), "http://gone-casino.test/")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "This site is blocked") {
+		t.Errorf("unresolvable blocked name = %d, want the block page", resp.StatusCode)
+	}
+	cresp, _, _ := connect(t, h, "gone-casino.test:443")
+	if cresp.StatusCode != http.StatusForbidden {
+		t.Errorf("CONNECT to an unresolvable blocked name = %d, want 403", cresp.StatusCode)
+	}
+	// An allowed name that does not resolve is the site's failure.
+	resp, body = get(t, h.client(nil), "http://nowhere.test/")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "Site not found") {
+		t.Errorf("unresolvable allowed name = %d, want 502 site not found", resp.StatusCode)
+	}
+}
+
 func TestReviewRequest(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.client(nil)
@@ -368,6 +388,10 @@ func TestSSRFRefusedByDefault(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("CONNECT %s = %d, want 403", target, resp.StatusCode)
 		}
+	}
+	ev := h.events.wait(t, func(ev *policies.AccessEvent) bool { return ev.Host == "169.254.169.254" })
+	if ev.Action != "block" || ev.Reason != "destination" || ev.Status != 403 {
+		t.Errorf("refused destination event = %+v", ev)
 	}
 	if n := promtest.ToFloat64(h.srv.m.refused.WithLabelValues("destination")); n != 10 {
 		t.Errorf("refused{destination} = %v, want 10", n)

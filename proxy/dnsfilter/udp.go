@@ -59,7 +59,7 @@ func (u *udpServer) serve() error {
 	for range n {
 		go func() {
 			defer u.wg.Done()
-			errc <- u.read()
+			errc <- u.readBatch()
 		}()
 	}
 	var first error
@@ -130,15 +130,30 @@ func (r *replySource) get(oob []byte) []byte {
 	return r.out
 }
 
-func (u *udpServer) read() error {
-	buf := make([]byte, readUDPSize)
-	var oob []byte
-	var src replySource
-	if u.pktinfo {
-		oob = make([]byte, oobSize)
+// udpBatch is how many datagrams one system call reads or writes
+// (recvmmsg/sendmmsg on Linux, one at a time elsewhere).
+const udpBatch = 32
+
+// readBatch reads up to udpBatch queries per system call, answers the
+// ones that need no upstream in line, and sends those answers with one
+// system call.
+func (u *udpServer) readBatch() error {
+	pc := ipv4.NewPacketConn(u.conn) // the batch calls work for either family
+	in := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, readUDPSize)}
+		if u.pktinfo {
+			in[i].OOB = make([]byte, oobSize)
+		}
 	}
+	out := make([]ipv4.Message, udpBatch)
+	for i := range out {
+		out[i].Buffers = make([][]byte, 1)
+	}
+	answered := make([]*query, 0, udpBatch)
+	var src replySource
 	for {
-		n, oobn, _, from, err := u.conn.ReadMsgUDPAddrPort(buf, oob)
+		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
 			select {
 			case <-u.done:
@@ -154,31 +169,77 @@ func (u *udpServer) read() error {
 			}
 			return err
 		}
-		ctl := src.get(oob[:oobn])
-		q := getQuery()
-		q.start = time.Now()
-		q.transport = transportUDP
-		q.client = from.Addr().Unmap()
-		if !u.parse(buf[:n], q, from, ctl) {
+		now := time.Now()
+		answered = answered[:0]
+		w := 0
+		for i := range n {
+			m := &in[i]
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			from := ua.AddrPort()
+			ctl := src.get(m.OOB[:m.NN])
+			q := u.serveOne(m.Buffers[0][:m.N], from, ctl, now)
+			if q == nil {
+				continue
+			}
+			out[w].Buffers[0] = q.out
+			out[w].OOB = ctl
+			out[w].Addr = m.Addr
+			w++
+			answered = append(answered, q)
+		}
+		for sent := 0; sent < w; {
+			k, err := pc.WriteBatch(out[sent:w], 0)
+			if err != nil {
+				if u.s.logger.Enabled(u.s.baseCtx, slog.LevelDebug) {
+					u.s.logger.DebugContext(u.s.baseCtx, "write answers", logErr, err)
+				}
+				// Skip the datagram that failed; send the rest.
+				k = max(k, 0) + 1
+			}
+			sent += k
+		}
+		for i, q := range answered {
+			out[i].Buffers[0], out[i].OOB, out[i].Addr = nil, nil, nil
+			u.s.record(q)
 			putQuery(q)
-			continue
 		}
-		q.mayDefer = true
-		u.s.handle(q)
-		if q.deferred {
-			// Needs an upstream: finish on its own goroutine.
-			q.mayDefer, q.deferred, q.resumed = false, false, true
-			ctl := append([]byte(nil), ctl...)
-			u.wg.Add(1)
-			go func() {
-				defer u.wg.Done()
-				u.s.handle(q)
-				u.finish(q, from, ctl)
-			}()
-			continue
-		}
-		u.finish(q, from, ctl)
 	}
+}
+
+// serveOne handles one datagram. It returns the query when its answer is
+// ready to send (the caller sends, records and releases it), or nil when
+// there is nothing to send now: the packet was dropped, or the query went
+// to a goroutine of its own to wait for an upstream.
+func (u *udpServer) serveOne(b []byte, from netip.AddrPort, ctl []byte, now time.Time) *query {
+	q := getQuery()
+	q.start = now
+	q.transport = transportUDP
+	q.client = from.Addr().Unmap()
+	if !u.parse(b, q, from, ctl) {
+		putQuery(q)
+		return nil
+	}
+	q.mayDefer = true
+	u.s.handle(q)
+	if q.deferred {
+		q.mayDefer, q.deferred, q.resumed = false, false, true
+		ctl := append([]byte(nil), ctl...)
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			u.s.handle(q)
+			u.finish(q, from, ctl)
+		}()
+		return nil
+	}
+	if q.out == nil {
+		putQuery(q)
+		return nil
+	}
+	return q
 }
 
 // parse unpacks a query into q.msg. Responses are dropped (no reflection);
