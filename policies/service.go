@@ -66,6 +66,9 @@ type Service struct {
 
 	recent *eventRing
 
+	reviewMu   sync.Mutex
+	reviewSeen map[string][]time.Time // per user or client: recent submissions
+
 	mChanges *prometheus.CounterVec
 	mVersion prometheus.Gauge
 	mDropped prometheus.Counter
@@ -604,7 +607,34 @@ func randomID(n int) string {
 const (
 	maxReviewMessage = 2000
 	maxReviewURL     = 4096
+	// maxReviewsPerHour bounds submissions per user (or client address
+	// for anonymous users), so a block page cannot be used to flood the
+	// review queue.
+	maxReviewsPerHour = 20
 )
+
+// reviewAllowed counts a submission for key and reports whether it is
+// within maxReviewsPerHour.
+func (s *Service) reviewAllowed(key string, now time.Time) bool {
+	s.reviewMu.Lock()
+	defer s.reviewMu.Unlock()
+	if s.reviewSeen == nil {
+		s.reviewSeen = map[string][]time.Time{}
+	}
+	if len(s.reviewSeen) > 100000 {
+		clear(s.reviewSeen)
+	}
+	ts := s.reviewSeen[key]
+	for len(ts) > 0 && now.Sub(ts[0]) > time.Hour {
+		ts = ts[1:]
+	}
+	if len(ts) >= maxReviewsPerHour {
+		s.reviewSeen[key] = ts
+		return false
+	}
+	s.reviewSeen[key] = append(ts, now)
+	return true
+}
 
 // SubmitReview records a review request sent from a block page and
 // returns its ID. It needs no token: the proxy calls it for the user.
@@ -614,6 +644,13 @@ func (s *Service) SubmitReview(ctx context.Context, r Review) (string, error) {
 	}
 	if len(r.Message) > maxReviewMessage || len(r.URL) > maxReviewURL || len(r.Host) > 253 {
 		return "", fmt.Errorf("policies: submit review: %w: message over %d or URL over %d characters", ErrBadRequest, maxReviewMessage, maxReviewURL)
+	}
+	key := "user:" + r.User
+	if r.User == "" {
+		key = "client:" + r.ClientIP
+	}
+	if !s.reviewAllowed(key, time.Now()) {
+		return "", fmt.Errorf("policies: submit review: %w: more than %d review requests in an hour", ErrConflict, maxReviewsPerHour)
 	}
 	r.ID = time.Now().UTC().Format("20060102") + "-" + randomID(6)
 	r.Time = time.Now().UTC()

@@ -400,3 +400,22 @@ func TestFileStoreAuditSurvivesTornWrite(t *testing.T) {
 		t.Errorf("reopened: %d entries, want 4", len(es))
 	}
 }
+
+func TestReviewRateLimit(t *testing.T) {
+	s, _, _ := newFileService(t)
+	ctx := t.Context()
+	for i := 0; i < maxReviewsPerHour; i++ {
+		if _, err := s.SubmitReview(ctx, Review{User: "mallory", Host: "x.example"}); err != nil {
+			t.Fatalf("review %d: %v", i+1, err)
+		}
+	}
+	if _, err := s.SubmitReview(ctx, Review{User: "mallory", Host: "x.example"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("review over the hourly limit: %v, want ErrConflict", err)
+	}
+	if _, err := s.SubmitReview(ctx, Review{User: "alice", Host: "x.example"}); err != nil {
+		t.Errorf("another user's review refused: %v", err)
+	}
+	if rs, _ := s.Reviews(ctx, ReviewOpen); len(rs) != maxReviewsPerHour+1 {
+		t.Errorf("%d open reviews, want %d", len(rs), maxReviewsPerHour+1)
+	}
+}
