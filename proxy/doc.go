@@ -4,9 +4,10 @@
 //
 // It owns the wire side of the web gateway: absolute-form HTTP requests and
 // CONNECT tunnels, client identity (proxy Basic authentication or the
-// client's network), the SSRF dial guard (resolve once, refuse loopback,
-// link-local, private and the proxy's own addresses, dial the address that
-// was checked), TLS ClientHello/SNI peeking on uninspected tunnels, optional
+// client's network), the SSRF dial guard (decide on the name first so
+// blocked names are never resolved, then resolve once, refuse loopback,
+// link-local, private and the proxy's own addresses, decide again with the
+// address and dial exactly that address), TLS ClientHello/SNI peeking on uninspected tunnels, optional
 // TLS inspection with a locally generated CA, block/warn/error pages with
 // "continue" and "request a review" forms, PAC/WPAD files, access events
 // and metrics.
