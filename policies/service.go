@@ -638,6 +638,8 @@ func (s *Service) reviewAllowed(key string, now time.Time) bool {
 
 // SubmitReview records a review request sent from a block page and
 // returns its ID. It needs no token: the proxy calls it for the user.
+// More than 20 requests in an hour from one user (or one client address
+// when anonymous) are refused with ErrConflict.
 func (s *Service) SubmitReview(ctx context.Context, r Review) (string, error) {
 	if r.Host == "" && r.URL == "" {
 		return "", fmt.Errorf("policies: submit review: %w: no host or URL", ErrBadRequest)
