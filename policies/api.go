@@ -343,10 +343,21 @@ func (a *API) readPolicy(w http.ResponseWriter, r *http.Request) (*Policy, strin
 	return p, c, err
 }
 
+func versionETag(n int64) string { return `"v` + strconv.FormatInt(n, 10) + `"` }
+
 // readPolicyBase is readPolicy plus the optional base version (JSON
-// "base_version", or the base_version query parameter).
+// "base_version", the base_version query parameter, or If-Match with the
+// ETag of GET /policy).
 func (a *API) readPolicyBase(w http.ResponseWriter, r *http.Request) (*Policy, string, *int64, error) {
 	var base *int64
+	if im := strings.TrimSpace(r.Header.Get("If-Match")); im != "" {
+		s, ok := strings.CutPrefix(strings.TrimPrefix(im, "W/"), `"v`)
+		n, err := strconv.ParseInt(strings.TrimSuffix(s, `"`), 10, 64)
+		if !ok || !strings.HasSuffix(s, `"`) || err != nil || n < 0 {
+			return nil, "", nil, badRequest(`If-Match %q: want the ETag of GET /api/v1/policy, like "v12"`, im)
+		}
+		base = &n
+	}
 	if s := r.URL.Query().Get("base_version"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
@@ -414,6 +425,7 @@ func redact(p *Policy, role Role) *Policy {
 
 func (a *API) writeVersion(w http.ResponseWriter, r *http.Request, act Actor, v *Version) {
 	p := redact(v.Policy, act.Role)
+	w.Header().Set("ETag", versionETag(v.Number))
 	if wantsYAML(r) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Header().Set("X-Cordon-Version", strconv.FormatInt(v.Number, 10))

@@ -110,6 +110,15 @@ func TestAPIPolicyLifecycle(t *testing.T) {
 	if code := env.do(t, RoleSecOps, "PUT", "/api/v1/policy?base_version=1", "application/json", string(body), &stale); code != 409 || !strings.Contains(stale.Error, "changed since version 1 (now 2)") {
 		t.Fatalf("stale PUT: %d %+v", code, stale)
 	}
+	req, _ := http.NewRequestWithContext(t.Context(), "PUT", env.srv.URL+"/api/v1/policy", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+env.tokens[RoleSecOps])
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("If-Match", `"v1"`)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 409 {
+		t.Fatalf("PUT with a stale If-Match: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
+	}
 	var d Diff
 	if code := env.do(t, RoleAuditor, "GET", "/api/v1/policy/diff?from=1&to=2", "", "", &d); code != 200 || len(d.Changes) != 1 || d.Changes[0].Name != "gambling" {
 		t.Fatalf("diff: %d %+v", code, d)
