@@ -287,6 +287,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bad schedule", "rules:\n  - id: a\n    schedule: {days: [funday], from: \"25:00\", to: \"01:00\"}\n    action: block\n", []string{`unknown day "funday"`, `"25:00": want HH:MM`}},
 		{"bad entry", "lists:\n  - name: l\n    kind: deny\n    entries: [\"bad host!\"]\n", []string{"line 4", "bad entry"}},
 		{"bad hash", "users:\n  - name: a\n    password_hash: plain\n", []string{"unknown password hash"}},
+		{"shadowed by a wider network", "rules:\n  - id: lan\n    client_cidrs: [10.0.0.0/8]\n    action: block\n  - id: lab\n    client_cidrs: [10.1.0.0/16]\n    categories: [news]\n    action: allow\n", []string{"line 5", `rule "lab" can never match: earlier rule "lan"`}},
 		{"paths over dns", "rules:\n  - id: a\n    paths: [/x]\n    protocols: [dns]\n    action: block\n", []string{"line 3", "can never match"}},
 		{"two documents", "rules: []\n---\nrules: []\n", []string{"more than one YAML document"}},
 	}

@@ -364,7 +364,7 @@ func covers(a, b *Rule) bool {
 	}
 	// where: locations or client networks.
 	if len(a.Locations)+len(a.ClientCIDRs) > 0 {
-		if len(b.Locations)+len(b.ClientCIDRs) == 0 || !subset(b.Locations, a.Locations) || !subset(b.ClientCIDRs, a.ClientCIDRs) {
+		if len(b.Locations)+len(b.ClientCIDRs) == 0 || !subset(b.Locations, a.Locations) || !cidrSubset(b.ClientCIDRs, a.ClientCIDRs) {
 			return false
 		}
 	}
@@ -388,6 +388,29 @@ func covers(a, b *Rule) bool {
 
 func sameSchedule(a, b *Schedule) bool {
 	return slices.Equal(a.Days, b.Days) && a.From == b.From && a.To == b.To && a.TimeZone == b.TimeZone
+}
+
+// cidrSubset reports whether every network of small lies inside a
+// network of big (unparsable entries count as not covered).
+func cidrSubset(small, big []string) bool {
+	for _, s := range small {
+		p, err := parseCIDR(s)
+		if err != nil {
+			return false
+		}
+		ok := false
+		for _, b := range big {
+			q, err := parseCIDR(b)
+			if err == nil && q.Addr().Is4() == p.Addr().Is4() && q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // subset reports whether every element of small is in big.
