@@ -763,6 +763,21 @@ func TestMetricsLint(t *testing.T) {
 	if promtest.CollectAndCount(h.srv.m.decision) != 1 {
 		t.Errorf("decision histogram not collected")
 	}
+	// The client keeps its connection alive: one active connection, none
+	// once it is closed.
+	if n := promtest.ToFloat64(h.srv.m.activeConns); n != 1 {
+		t.Errorf("active_connections = %v, want 1", n)
+	}
+	for _, c := range h.clients {
+		c.CloseIdleConnections()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for promtest.ToFloat64(h.srv.m.activeConns) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("active_connections = %v after the client closed, want 0", promtest.ToFloat64(h.srv.m.activeConns))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestShutdownClosesTunnels(t *testing.T) {

@@ -47,6 +47,10 @@
 //     RFC 2308, popular names prefetched before they expire, and
 //     concurrent misses of one name coalesced into one upstream query.
 //     Answers are kept packed; a hit copies and patches bytes.
+//   - The UDP path: long-lived readers take queries in batches
+//     (recvmmsg), answer hits and blocks in line without allocating in the
+//     filter, send the answers in one batch (sendmmsg), and hand cache
+//     misses to goroutines of their own. TCP is served by miekg/dns.
 //   - Access events (one per query, through EventSink, after the answer is
 //     written) and the cordon_dns_* metrics.
 //

@@ -17,9 +17,11 @@ import (
 )
 
 // udpServer serves one UDP socket with a few long-lived reader goroutines
-// that answer in line: a cached or blocked answer never pays for a new
-// goroutine. A query that needs an upstream is handed to a goroutine of its
-// own, so a slow upstream never holds up the readers.
+// (GOMAXPROCS, at least 2) that read queries in batches, answer cached and
+// blocked names in line and send those answers in one batch: such an
+// answer never pays for a new goroutine, and the system calls are shared
+// by up to udpBatch queries. A query that needs an upstream is handed to a
+// goroutine of its own, so a slow upstream never holds up the readers.
 type udpServer struct {
 	s    *Server
 	conn *net.UDPConn
