@@ -199,10 +199,6 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	}
 	br := helloBufPool.Get().(*bufio.Reader)
 	br.Reset(src)
-	defer func() {
-		br.Reset(nil)
-		helloBufPool.Put(br)
-	}()
 
 	// Relay origin → client at once: server-speaks-first protocols must not
 	// wait for the ClientHello peek.
@@ -228,6 +224,7 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	_ = client.SetReadDeadline(time.Time{})
 	if err == nil && sni != "" {
 		if h := normalizeHost(sni); h != "" && h != ex.host {
+			// Domain fronting check: the name in the ClientHello decides.
 			d := s.decide(ex, h, "", addrs[0])
 			ex.warnPassed = d.Action == policies.ActionWarn
 			if d.Action == policies.ActionBlock ||
@@ -238,11 +235,30 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 				_ = up.Close()
 				_ = client.Close()
 				<-downDone
+				br.Reset(nil)
+				helloBufPool.Put(br)
 				return
 			}
 		}
 	}
-	n, err := copyIdle(up, br, client, s.cfg.TunnelIdleTimeout, &lastActive)
+	// Forward what the peek buffered, then give the 64 KiB reader back:
+	// a long-lived tunnel must not hold it.
+	var werr error
+	if held := br.Buffered(); held > 0 {
+		b, _ := br.Peek(held)
+		_ = up.SetWriteDeadline(time.Now().Add(s.cfg.DialTimeout))
+		var w int
+		w, werr = up.Write(b)
+		ex.up.Add(int64(w))
+	}
+	br.Reset(nil)
+	helloBufPool.Put(br)
+	var n int64
+	if werr == nil {
+		n, err = copyIdle(up, src, client, s.cfg.TunnelIdleTimeout, &lastActive)
+	} else {
+		err = werr
+	}
 	ex.up.Add(n)
 	if err != nil {
 		_ = client.Close()
@@ -261,7 +277,9 @@ func closeWrite(c net.Conn) {
 	_ = c.Close()
 }
 
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// copyBufPool holds relay buffers: 16 KiB, one TLS record, per direction
+// of an active tunnel.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // copyIdle copies src to dst until EOF or error, or until neither
 // direction of the tunnel moved for idle. rc is the connection src reads
