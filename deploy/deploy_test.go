@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"encoding"
 	"errors"
 	"flag"
@@ -87,18 +88,54 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The binary under test is built by the Dockerfile's own go build
+	// step, so the tests check what the image ships.
 	binary = filepath.Join(dir, "cordon")
-	cmd := exec.Command("go", "build", "-o", binary, "./cmd/cordon")
-	cmd.Dir = ".."
 	if *binaryArg != "" {
 		binary = *binaryArg
-	} else if out, err := cmd.CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("go build ./cmd/cordon: %v", err)
-		fmt.Fprintf(os.Stderr, "deploy: go build ./cmd/cordon: %v\n%s", err, out)
+	} else if step, err := dockerBuildStep(); err != nil {
+		buildErr = err
+	} else {
+		cmd := exec.Command("sh", "-c", strings.Replace(step, imageBuildOut, "-o "+binary, 1))
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "VERSION="+testVersion)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%s: %v", step, err)
+			fmt.Fprintf(os.Stderr, "deploy: %s: %v\n%s", step, err, out)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+const (
+	// imageBuildOut is where the Dockerfile's go build step writes.
+	imageBuildOut = "-o /out/cordon"
+	// testVersion is the VERSION build argument of the test build.
+	testVersion = "deploy-test-1"
+)
+
+// dockerBuildStep is the go build command of the Dockerfile's RUN steps.
+func dockerBuildStep() (string, error) {
+	data, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		return "", err
+	}
+	for _, in := range dockerInstructions(data) {
+		if in.cmd != "RUN" {
+			continue
+		}
+		for _, part := range strings.Split(in.args, "&&") {
+			if part = strings.TrimSpace(part); strings.Contains(part, "go build") {
+				if !strings.Contains(part, imageBuildOut) {
+					return "", fmt.Errorf("Dockerfile:%d: go build step %q does not write %s", in.line, part, imageBuildOut)
+				}
+				return part, nil
+			}
+		}
+	}
+	return "", errors.New("Dockerfile: no go build step")
 }
 
 // cordon returns the built binary or fails the test.
@@ -912,8 +949,13 @@ type dockerInstr struct {
 
 func dockerfile(t *testing.T) []dockerInstr {
 	t.Helper()
+	return dockerInstructions(readFile(t, "Dockerfile"))
+}
+
+// dockerInstructions splits a Dockerfile into instructions.
+func dockerInstructions(data []byte) []dockerInstr {
 	var out []dockerInstr
-	sc := bufio.NewScanner(bytes.NewReader(readFile(t, "Dockerfile")))
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	var cur strings.Builder
 	start, n := 0, 0
 	for sc.Scan() {
@@ -2349,5 +2391,32 @@ func TestComposeSchema(t *testing.T) {
 	// with a token nobody knows.
 	if _, err := loadCompose(t, map[string]string{}); err == nil || !strings.Contains(err.Error(), "CORDON_ADMIN_TOKEN") {
 		t.Errorf("compose.yaml without CORDON_ADMIN_TOKEN: err %v, want a refusal naming it", err)
+	}
+}
+
+// TestImageBinary checks the binary the Dockerfile's go build step made
+// (TestMain builds it with that step): static, as the distroless static
+// runtime requires, with the VERSION build argument stamped in.
+func TestImageBinary(t *testing.T) {
+	bin := cordon(t)
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s has a dynamic interpreter: it cannot run on distroless static", bin)
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err == nil && len(libs) > 0 {
+		t.Errorf("%s links %v: it cannot run on distroless static", bin, libs)
+	}
+	if *binaryArg != "" {
+		return
+	}
+	b, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(b), testVersion) {
+		t.Errorf("cordon version: %v %q, want the VERSION build argument %s", err, b, testVersion)
 	}
 }
