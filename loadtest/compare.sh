@@ -47,6 +47,7 @@ NAMES=${NAMES:-loadtest/traffic/names.txt}
 DATA=${DATA:-${CORDON_SHARED_DATA:-../shared/data}}
 BLOCK_FEEDS=${BLOCK_FEEDS:-"blocklistproject/ransomware.txt blocklistproject/scam.txt blocklistproject/alt-version/phishing-nl.txt urlhaus/hosts"}
 UNBOUND_BLOCK=${UNBOUND_BLOCK:-refuse}   # local-zone type for listed names
+SQUID_ACCESS_LOG=${SQUID_ACCESS_LOG:-0}  # 1: Squid writes an access log (Cordon logs every request unless its config says otherwise)
 SQUID_ADDR=${SQUID_ADDR:-127.0.0.1:13128}
 UNBOUND_ADDR=${UNBOUND_ADDR:-127.0.0.1:15354}
 ORIGIN_HTTP=${ORIGIN_HTTP:-127.0.0.1:18080}     # urls.txt lines get this port (--http-port)
@@ -301,7 +302,7 @@ if has_peer squid && { has_suite http || has_suite https; }; then
 http_port $SQUID_ADDR
 pid_filename $TMP/squid/squid.pid
 cache_log $TMP/squid/cache.log
-access_log none
+access_log $([[ $SQUID_ACCESS_LOG == 1 ]] && echo "stdio:$TMP/squid/access.log" || echo none)
 cache deny all
 cache_mem 0 MB
 coredump_dir $TMP/squid
