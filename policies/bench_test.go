@@ -92,6 +92,26 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		})
 	}
+	// A request that a rule in the middle matches (group, location,
+	// category and protocol all checked).
+	b.Run("rules=200/users=10000/categories=64/match", func(b *testing.B) {
+		tb := benchTable()
+		c, err := Compile(benchPolicy(tb, 200, 10000), 1, tb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pr := c.id.userRecs[c.id.users["user4242"]].principal
+		r := Request{Host: "www.shop.example", Principal: pr, ClientIP: netip.MustParseAddr("10.2.1.1"), Protocol: ProtoHTTPS}
+		cat, _ := tb.CategoryID("cat43")
+		v := categorizer.Verdict{Categories: categorizer.Set(0).With(cat)}
+		if d := c.Decide(&r, &v); d.RuleID != "r42" {
+			b.Fatalf("Decide = %+v, want rule r42", d)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Decide(&r, &v)
+		}
+	})
 }
 
 // BenchmarkEngineCheck is the full decision of an adapter: categorizer

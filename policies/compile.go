@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gaissmai/bart"
+
 	"github.com/cordon-gw/cordon/categorizer"
 )
 
@@ -51,6 +53,7 @@ type identity struct {
 	userRecs  []userRec
 	groups    map[string]int32
 	locs      []locRec
+	locTable  bart.Table[int32] // longest-prefix match of client address → location
 	locByName map[string]int32
 	tokens    map[[sha256.Size]byte]int32
 	trusted   *Principal // anonymous principal for trusted networks
@@ -183,6 +186,12 @@ func compileIdentity(p *Policy) *identity {
 		}
 		id.locs[i] = rec
 	}
+	// Most specific network wins; on equal networks, the first location.
+	for i := len(id.locs) - 1; i >= 0; i-- {
+		for _, pfx := range id.locs[i].prefixes {
+			id.locTable.Insert(pfx, int32(i))
+		}
+	}
 	for i, u := range p.Users {
 		id.users[u.Name] = int32(i)
 		pr := &Principal{User: u.Name, Groups: slices.Clone(u.Groups), gen: id.gen, userID: int32(i), locID: -1}
@@ -206,16 +215,10 @@ func (id *identity) location(ip netip.Addr) int32 {
 	if !ip.IsValid() {
 		return -1
 	}
-	ip = ip.Unmap()
-	best, bits := int32(-1), -1
-	for i := range id.locs {
-		for _, p := range id.locs[i].prefixes {
-			if p.Bits() > bits && p.Contains(ip) {
-				best, bits = int32(i), p.Bits()
-			}
-		}
+	if l, ok := id.locTable.Lookup(ip.Unmap()); ok {
+		return l
 	}
-	return best
+	return -1
 }
 
 func compileRules(p *Policy, version int64, table CategoryTable, id *identity) *Compiled {
