@@ -50,14 +50,18 @@ type LocalStore struct {
 	logger     *slog.Logger
 	now        func() time.Time
 
-	mu     sync.RWMutex
-	gen    uint64
-	open   map[RowKey]*Counters
-	seqs   map[string]uint64
-	segs   map[int64]uint64 // hour → generation of its segment file
-	wal    *os.File
-	walLen int64
-	closed bool
+	mu   sync.RWMutex
+	gen  uint64
+	open map[RowKey]*Counters
+	seqs map[string]uint64
+	segs map[int64]uint64 // hour → generation of its segment file
+
+	idxMu      sync.Mutex
+	idx        map[int64]*segIndex // parsed segment headers
+	idxEntries int
+	wal        *os.File
+	walLen     int64
+	closed     bool
 }
 
 var _ Store = (*LocalStore)(nil)
@@ -109,6 +113,7 @@ func OpenLocal(cfg Config, logger *slog.Logger) (*LocalStore, error) {
 		dir: dir, retention: cfg.Retention, maxDomains: cfg.MaxDomainsPerRow, now: time.Now,
 		logger: logger.With("component", "reports.localstore"),
 		open:   make(map[RowKey]*Counters), seqs: make(map[string]uint64), segs: make(map[int64]uint64),
+		idx: make(map[int64]*segIndex),
 	}
 	if err := s.load(); err != nil {
 		return nil, err
@@ -151,11 +156,12 @@ func (s *LocalStore) load() error {
 			if err != nil {
 				continue
 			}
-			hdr, _, err := readSegHeader(filepath.Join(s.dir, name))
+			ix, err := loadSegIndex(filepath.Join(s.dir, name))
 			if err != nil {
 				return fmt.Errorf("reports: local store: %s: %w", name, err)
 			}
-			s.segs[h] = hdr.Gen
+			s.segs[h] = ix.gen
+			s.cacheIndex(h, ix)
 		case strings.HasPrefix(name, "wal-") && name != s.walName():
 			// A WAL of another generation is already in the state file.
 			if err := os.Remove(filepath.Join(s.dir, name)); err != nil {
@@ -324,14 +330,14 @@ func (s *LocalStore) Rows(ctx context.Context, scope Scope, subject string, from
 			byHour[h] = c.Clone()
 		}
 	}
-	for h := range s.segs {
+	for h, gen := range s.segs {
 		if h < fromHour || h > toHour {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		c, err := readSegRow(s.segPath(h), scope, subject)
+		c, err := s.readSegRow(h, gen, scope, subject)
 		if err != nil {
 			return nil, err
 		}
@@ -380,33 +386,109 @@ func readSegHeader(path string) (*segHeader, *os.File, error) {
 	return &h, f, nil
 }
 
-// readSegRow reads one subject's row of a segment; nil when absent.
-func readSegRow(path string, sc Scope, subject string) (*Counters, error) {
+// segIndex is a segment's parsed header, cached per hour so a query does
+// not decode the index of every hour again.
+type segIndex struct {
+	gen   uint64
+	base  int64 // offset of the first blob (header length)
+	size  int64 // file size
+	index map[string][3]int64
+}
+
+// maxCachedIndexEntries bounds the segment index cache (about 100 bytes
+// an entry).
+const maxCachedIndexEntries = 500_000
+
+func loadSegIndex(path string) (*segIndex, error) {
 	h, f, err := readSegHeader(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	base, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return &segIndex{gen: h.Gen, base: base, size: st.Size(), index: h.Index}, nil
+}
+
+// segmentIndex returns the index of hour h's segment (generation gen),
+// from the cache when it is current.
+func (s *LocalStore) segmentIndex(h int64, gen uint64) (*segIndex, error) {
+	s.idxMu.Lock()
+	c := s.idx[h]
+	s.idxMu.Unlock()
+	if c != nil && c.gen == gen {
+		return c, nil
+	}
+	c, err := loadSegIndex(s.segPath(h))
+	if err != nil {
+		return nil, err
+	}
+	s.cacheIndex(h, c)
+	return c, nil
+}
+
+func (s *LocalStore) cacheIndex(h int64, c *segIndex) {
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	if old := s.idx[h]; old != nil {
+		s.idxEntries -= len(old.index)
+		delete(s.idx, h)
+	}
+	for k, v := range s.idx { // evict arbitrary hours until it fits
+		if s.idxEntries+len(c.index) <= maxCachedIndexEntries {
+			break
+		}
+		s.idxEntries -= len(v.index)
+		delete(s.idx, k)
+	}
+	if len(c.index) <= maxCachedIndexEntries {
+		s.idx[h] = c
+		s.idxEntries += len(c.index)
+	}
+}
+
+func (s *LocalStore) uncacheIndex(h int64) {
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	if old := s.idx[h]; old != nil {
+		s.idxEntries -= len(old.index)
+		delete(s.idx, h)
+	}
+}
+
+// readSegRow reads one subject's row of hour h's segment; nil when absent.
+func (s *LocalStore) readSegRow(h int64, gen uint64, sc Scope, subject string) (*Counters, error) {
+	path := s.segPath(h)
+	ix, err := s.segmentIndex(h, gen)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reports: local store: %s: %w", filepath.Base(path), err)
 	}
-	defer f.Close()
-	ix, ok := h.Index[segIndexKey(sc, subject)]
+	e, ok := ix.index[segIndexKey(sc, subject)]
 	if !ok {
 		return nil, nil
 	}
-	base, _ := f.Seek(0, io.SeekCurrent)
-	st, err := f.Stat()
+	if e[0] < 0 || e[1] < 0 || e[0] > ix.size || e[1] > ix.size-ix.base-e[0] {
+		return nil, fmt.Errorf("reports: local store: %s: %w: index entry out of range", filepath.Base(path), ErrCorrupt)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reports: local store: %w", err)
 	}
-	if ix[0] < 0 || ix[1] < 0 || base+ix[0]+ix[1] > st.Size() || base+ix[0]+ix[1] < 0 {
-		return nil, fmt.Errorf("reports: local store: %s: %w: index entry out of range", filepath.Base(path), ErrCorrupt)
-	}
-	blob := make([]byte, ix[1])
-	if _, err := f.ReadAt(blob, base+ix[0]); err != nil {
+	defer f.Close()
+	blob := make([]byte, e[1])
+	if _, err := f.ReadAt(blob, ix.base+e[0]); err != nil {
 		return nil, fmt.Errorf("reports: local store: %s: %w: %w", filepath.Base(path), ErrCorrupt, err)
 	}
-	if int64(crc32.Checksum(blob, crcTable)) != ix[2] {
+	if int64(crc32.Checksum(blob, crcTable)) != e[2] {
 		return nil, fmt.Errorf("reports: local store: %s: %w: checksum", filepath.Base(path), ErrCorrupt)
 	}
 	c := &Counters{}
@@ -611,6 +693,7 @@ func (s *LocalStore) compactLocked(ctx context.Context) error {
 				return fmt.Errorf("reports: local store: expire: %w", err)
 			}
 			delete(s.segs, h)
+			s.uncacheIndex(h)
 		}
 	}
 	return nil
