@@ -46,7 +46,8 @@ type Config struct {
 	// BufferMaxFields bounds the aggregated deltas held in memory while
 	// the store is unreachable, in stored cells (a total, or one domain,
 	// category, rule … of one row; about 100 bytes each). Deltas that
-	// would exceed it are dropped and counted in
+	// would exceed it go to the spill file (SpillMaxMB), or when that is
+	// full or off are dropped and counted in
 	// cordon_reports_events_dropped_total{reason="buffer_full"}.
 	// Default 1000000.
 	BufferMaxFields int `yaml:"buffer_max_fields"`
@@ -98,7 +99,8 @@ type SyslogConfig struct {
 	// Network is "udp" (default) or "tcp" (octet-counted framing,
 	// RFC 6587).
 	Network string `yaml:"network"`
-	// Facility is the syslog facility number 0..23. Default 16 (local0).
+	// Facility is the syslog facility number 1..23 (0 means the default,
+	// 16: local0; kern is not for access logs).
 	Facility int `yaml:"facility"`
 	// AppName is the APP-NAME field. Default "cordon".
 	AppName string `yaml:"app_name"`
