@@ -2068,6 +2068,16 @@ func systemdVerify(t *testing.T, name string) {
 	if err != nil || len(bad) > 0 {
 		t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, out)
 	}
+	// systemd's own exposure score (0 best, 10 worst): keep it "OK".
+	out, err = exec.Command(sa, "security", "--offline=yes", "--no-pager", p).CombinedOutput()
+	m := regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		t.Errorf("systemd-analyze security --offline=yes %s: %v\n%s", name, err, out)
+		return
+	}
+	if score, _ := strconv.ParseFloat(string(m[1]), 64); score > 2.0 {
+		t.Errorf("systemd-analyze security %s: exposure %.1f, want at most 2.0\n%s", name, score, out)
+	}
 }
 
 // TestREADME checks that the README covers every file of deploy/.
