@@ -39,6 +39,11 @@ type Config struct {
 	// MaxConnsPerClient limits concurrent connections from one client IP;
 	// beyond it new connections get 429 and are closed. Default 512.
 	MaxConnsPerClient int `yaml:"max_conns_per_client"`
+	// AuthFailuresPerMinute is how many failed proxy logins one client
+	// address may make per minute; beyond it the client gets 429 and its
+	// credentials are not checked until the minute is over. Negative
+	// disables the limit. Default 20.
+	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute"`
 	// MaxIdleConnsPerHost is the upstream keep-alive pool size per origin.
 	// Default 64.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
@@ -201,6 +206,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxHeaderBytes, 64<<10)
 	setInt(&c.MaxConnsPerClient, 512)
 	setInt(&c.MaxIdleConnsPerHost, 64)
+	setInt(&c.AuthFailuresPerMinute, 20)
 	setStr(&c.Via, "cordon")
 	setStr(&c.XForwardedFor, "strip")
 	setDur(&c.DNSCacheTTL, 30*time.Second)

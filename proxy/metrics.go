@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind"}),
 		refused: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: obs.Namespace, Subsystem: subsystem, Name: "refused_total",
-			Help: "Requests refused before a policy decision, by reason (auth, destination, port, limit, loop, bad_request, slow_client).",
+			Help: "Requests refused before a policy decision, by reason (auth, auth_rate, destination, port, limit, loop, bad_request, slow_client).",
 		}, []string{"reason"}),
 		panics: f.NewCounter(prometheus.CounterOpts{
 			Namespace: obs.Namespace, Subsystem: subsystem, Name: "panics_total",

@@ -67,6 +67,7 @@ type Server struct {
 	http    *http.Server
 
 	timeouts connTimeouts
+	authLim  *authLimiter
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -102,6 +103,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		m:       newMetrics(reg),
 		warns:   newWarnMemory(),
 	}
+	s.authLim = newAuthLimiter(cfg.AuthFailuresPerMinute, time.Minute)
 	s.timeouts = connTimeouts{handshake: cfg.TLSHandshakeTimeout, idle: cfg.IdleTimeout, tunnel: cfg.TunnelIdleTimeout}
 	var err error
 	if s.guard, err = newGuard(cfg, deps.Resolver); err != nil {
@@ -304,10 +306,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.finish(ex)
 		return
 	}
-	// 2. Identity: credentials when offered, otherwise the client network.
-	// Never an open proxy.
+	// 2. Identity: credentials when offered (failed logins are rate
+	// limited per address), otherwise the client network. Never an open
+	// proxy.
+	if r.Header.Get("Proxy-Authorization") != "" && s.authLim.blocked(client) {
+		s.m.refused.WithLabelValues("auth_rate").Inc()
+		ex.refusal, ex.status = "auth_rate", http.StatusTooManyRequests
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "Cordon: too many failed logins from this address, try again in a minute", http.StatusTooManyRequests)
+		s.finish(ex)
+		return
+	}
 	p, ok := s.identify(r, client)
 	if !ok {
+		if r.Header.Get("Proxy-Authorization") != "" {
+			s.authLim.failed(client)
+		}
 		s.m.refused.WithLabelValues("auth").Inc()
 		ex.refusal, ex.status = "auth", http.StatusProxyAuthRequired
 		w.Header().Set("Proxy-Authenticate", `Basic realm="Cordon", charset="UTF-8"`)
