@@ -112,22 +112,37 @@ func SnapshotVersion(data []byte) (uint64, error) {
 // truncated, of another format version or failing the checksum is
 // rejected with an error wrapping ErrCorruptSnapshot.
 func DecodeSnapshot(data []byte) (ix *Index, err error) {
+	if err := VerifySnapshot(data); err != nil {
+		return nil, err
+	}
+	return decodeVerified(data)
+}
+
+// VerifySnapshot checks a snapshot's header, format version, length and
+// checksum without decoding it, so a store can refuse to keep a damaged
+// copy. The error wraps ErrCorruptSnapshot.
+func VerifySnapshot(data []byte) error {
 	if len(data) > maxSnapshotLen {
-		return nil, fmt.Errorf("categorizer: snapshot: %w: %d bytes is larger than %d", ErrCorruptSnapshot, len(data), maxSnapshotLen)
+		return fmt.Errorf("categorizer: snapshot: %w: %d bytes is larger than %d", ErrCorruptSnapshot, len(data), maxSnapshotLen)
 	}
 	if len(data) < headerLen+sha256.Size || string(data[:8]) != snapshotMagic {
-		return nil, fmt.Errorf("categorizer: snapshot: %w: bad magic or too short (%d bytes)", ErrCorruptSnapshot, len(data))
+		return fmt.Errorf("categorizer: snapshot: %w: bad magic or too short (%d bytes)", ErrCorruptSnapshot, len(data))
 	}
 	if f := binary.LittleEndian.Uint32(data[8:12]); f != snapshotFormat {
-		return nil, fmt.Errorf("categorizer: snapshot: %w: format %d, this build reads %d", ErrCorruptSnapshot, f, snapshotFormat)
+		return fmt.Errorf("categorizer: snapshot: %w: format %d, this build reads %d", ErrCorruptSnapshot, f, snapshotFormat)
 	}
 	body := data[:len(data)-sha256.Size]
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], data[len(body):]) {
-		return nil, fmt.Errorf("categorizer: snapshot: %w: sha256 mismatch", ErrCorruptSnapshot)
+		return fmt.Errorf("categorizer: snapshot: %w: sha256 mismatch", ErrCorruptSnapshot)
 	}
 	if n := binary.LittleEndian.Uint64(data[20:28]); n != uint64(len(body)-headerLen) {
-		return nil, fmt.Errorf("categorizer: snapshot: %w: payload length %d, have %d", ErrCorruptSnapshot, n, len(body)-headerLen)
+		return fmt.Errorf("categorizer: snapshot: %w: payload length %d, have %d", ErrCorruptSnapshot, n, len(body)-headerLen)
 	}
+	return nil
+}
+
+func decodeVerified(data []byte) (ix *Index, err error) {
+	body := data[:len(data)-sha256.Size]
 	r := &snapReader{buf: body, off: headerLen}
 	defer func() {
 		if err != nil {

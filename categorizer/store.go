@@ -285,8 +285,14 @@ func (c *CachedStore) Put(ctx context.Context, version uint64, data []byte) erro
 func (c *CachedStore) Latest(ctx context.Context) (uint64, []byte, error) {
 	v, data, err := c.Remote.Latest(ctx)
 	if err == nil {
-		c.cache(ctx, v, data)
-		return v, data, nil
+		if verr := VerifySnapshot(data); verr != nil {
+			// a damaged latest copy must not stop an edge that has a
+			// good one: answer from the local store instead
+			err = fmt.Errorf("remote snapshot %d: %w", v, verr)
+		} else {
+			c.cache(ctx, v, data)
+			return v, data, nil
+		}
 	}
 	lv, ldata, lerr := c.Local.Latest(ctx)
 	if lerr != nil {
@@ -314,6 +320,11 @@ func (c *CachedStore) Get(ctx context.Context, version uint64) ([]byte, error) {
 
 func (c *CachedStore) cache(ctx context.Context, v uint64, data []byte) {
 	if _, err := c.Local.Get(ctx, v); err == nil {
+		return
+	}
+	if err := VerifySnapshot(data); err != nil {
+		// never keep a damaged copy: a restart would load it
+		c.log().WarnContext(ctx, "not caching a damaged snapshot", "version", v, "err", err)
 		return
 	}
 	if err := c.Local.Put(ctx, v, data); err != nil {

@@ -210,6 +210,9 @@ func (c *Config) applyDataDir() {
 	if c.Reports.Dir == "" || c.Reports.Dir == reports.Defaults().Dir {
 		c.Reports.Dir = c.path("reports")
 	}
+	if p := c.Reports.AccessLog.Path; p == "" || p == reports.Defaults().AccessLog.Path {
+		c.Reports.AccessLog.Path = filepath.Join(c.Reports.Dir, "access.log")
+	}
 	if d := c.Proxy.TLSInspection.CADir; d == "" || d == proxy.Defaults().TLSInspection.CADir {
 		c.Proxy.TLSInspection.CADir = c.path("ca")
 	}

@@ -73,12 +73,11 @@ func (g *gateway) serves(part string) bool {
 
 // newGateway builds every part and opens the listeners, but serves nothing
 // yet (start does). On error everything opened so far is closed.
-func newGateway(ctx context.Context, cfg Config, logger *slog.Logger) (g *gateway, err error) {
-	g = &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+func newGateway(ctx context.Context, cfg Config, logger *slog.Logger) (_ *gateway, err error) {
+	g := &gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
-			g.close(context.Background())
-			g = nil
+			g.close(context.Background()) // whatever was opened so far
 		}
 	}()
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -89,6 +88,7 @@ func newGateway(ctx context.Context, cfg Config, logger *slog.Logger) (g *gatewa
 	g.cancel = cancel
 
 	if cfg.Redis.Enabled() {
+		redis.SetLogger(redisLogger{logger.With("component", "redis")})
 		g.rdb = newRedisClient(cfg.Redis)
 		g.closers = append(g.closers, func(context.Context) error { return g.rdb.Close() })
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -121,6 +121,22 @@ func newGateway(ctx context.Context, cfg Config, logger *slog.Logger) (g *gatewa
 	return g, nil
 }
 
+// redisLogger sends go-redis's own messages (reconnects) to slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn("redis: " + fmt.Sprintf(format, v...))
+}
+
+// Dialing: one attempt per command with a short timeout, so an edge whose
+// Redis is down starts (from its local cache) and answers in seconds; the
+// pool reconnects by itself when Redis returns.
+const (
+	redisDialTimeout   = time.Second
+	redisDialerRetries = 1
+	redisMaxRetries    = 1
+)
+
 func newRedisClient(c RedisConfig) redis.UniversalClient {
 	pw := c.Password
 	if env := os.Getenv("CORDON_REDIS_PASSWORD"); env != "" {
@@ -132,11 +148,13 @@ func newRedisClient(c RedisConfig) redis.UniversalClient {
 			if pw != "" {
 				opt.Password = pw
 			}
+			opt.DialTimeout, opt.DialerRetries, opt.MaxRetries = redisDialTimeout, redisDialerRetries, redisMaxRetries
 			return redis.NewClient(opt)
 		}
 	}
 	return redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs: c.Addrs, MasterName: c.MasterName, Username: c.Username, Password: pw, DB: c.DB,
+		DialTimeout: redisDialTimeout, DialerRetries: redisDialerRetries, MaxRetries: redisMaxRetries,
 	})
 }
 
@@ -144,7 +162,8 @@ func (g *gateway) go_(name string, fn func() error) {
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
-		if err := fn(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) &&
+			!errors.Is(err, net.ErrClosed) && !errors.Is(err, dnsfilter.ErrServerClosed) {
 			g.log.Error("background task stopped", "task", name, "err", err)
 		}
 	}()
@@ -263,7 +282,12 @@ func (g *gateway) openSnapshotStore() (categorizer.SnapshotStore, error) {
 func (g *gateway) setupPolicies(ctx, bgctx context.Context) error {
 	var store policies.Store
 	if g.rdb != nil {
-		remote := polredis.New(g.rdb, polredis.Config{Prefix: g.cfg.Redis.KeyPrefix + "policy", Logger: g.log})
+		remote := polredis.New(g.rdb, polredis.Config{
+			Prefix: g.cfg.Redis.KeyPrefix + "policy", Logger: g.log,
+			// pub/sub announces changes at once; the poll catches the ones
+			// missed while a subscription reconnects after an outage
+			PollInterval: time.Second,
+		})
 		store = newCachedPolicyStore(remote, g.cfg.path("policy-cache.json"), g.log)
 	} else {
 		fs, err := policies.OpenFileStore(g.cfg.path("policy"))
