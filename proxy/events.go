@@ -42,8 +42,9 @@ type exchange struct {
 	decision policies.Decision
 	verdict  categorizer.Verdict
 	// refusal replaces the decision reason when the proxy refused the
-	// request itself ("auth", "destination", "port", "loop",
-	// "bad_request", "resolve"), or "page" for the proxy's own forms.
+	// request itself ("auth", "auth_rate", "destination", "port", "loop",
+	// "bad_request"), "resolve" when the name did not resolve, or "page"
+	// for the proxy's own forms.
 	refusal string
 
 	status   int
