@@ -35,6 +35,7 @@ PROFILE=${PROFILE:-0}           # 1: CPU profile of Cordon during each of its ru
 LOADTEST=${LOADTEST:-}          # a `loadtest` binary or "cordon loadtest"; default: built from ./loadtest/cmd/loadtest
 DURATION=${DURATION:-10s}
 REPEAT=${REPEAT:-1}             # runs per measurement; the one with the median throughput is compared
+INTERLEAVE=${INTERLEAVE:-1}     # 1: alternate peers run by run (A B C A B C …); 0: all runs of one peer, then the next
 CONNECTIONS=${CONNECTIONS:-100}
 RATE=${RATE:-0}                 # > 0 adds an open-loop HTTP run (1 KiB URLs only) at this many requests/s per peer
 DNS_CONCURRENCY=${DNS_CONCURRENCY:-50}
@@ -180,67 +181,35 @@ profile_end() {
 	PROF_PID=
 }
 
-run_http() { # peer suite args...
-	local peer=$1 suite=$2 r runs=()
-	shift 2
-	for ((r = 1; r <= REPEAT; r++)); do
-		log "http: $suite via $peer (run $r/$REPEAT)"
-		profile_start "$peer" "$suite" "$r"
-		if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
-			--http-port "${ORIGIN_HTTP##*:}" --https-port "${ORIGIN_HTTPS##*:}" --ca "$TMP/origin-ca.pem" --json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
-			jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  missed \(.missed)  status \(.status)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
-			runs+=("$OUT/$suite-$peer.$r.json")
-		else
-			log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
-			rm -f "$OUT/$suite-$peer.$r.json"
-		fi
-		profile_end
-	done
-	median_of "$OUT/$suite-$peer.json" rps "${runs[@]}" || true
-}
-
-run_dns() { # peer server suite args...
-	local peer=$1 server=$2 suite=$3 r runs=()
+http_once() { # peer suite run args...: one HTTP load run
+	local peer=$1 suite=$2 r=$3
 	shift 3
-	for ((r = 1; r <= REPEAT; r++)); do
-		log "dns: $suite via $peer ($server, run $r/$REPEAT)"
-		profile_start "$peer" "$suite" "$r"
-		if timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$server" --duration "$DURATION" --concurrency "$DNS_CONCURRENCY" \
-			--json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
-			jq -r '"  \(.qps|floor) q/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  rcodes \(.rcodes)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
-			runs+=("$OUT/$suite-$peer.$r.json")
-		else
-			log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
-			rm -f "$OUT/$suite-$peer.$r.json"
-		fi
-		profile_end
-	done
-	median_of "$OUT/$suite-$peer.json" qps "${runs[@]}" || true
-	if [[ $suite == dns-hot ]] && command -v dnsperf >/dev/null; then
-		local host=${server%:*} port=${server##*:}
-		timeout "$RUN_TIMEOUT" dnsperf -s "$host" -p "$port" -d "$TMP/hot.txt" -l "$(secs "$DURATION")" -c 4 -q "$DNS_CONCURRENCY" \
-			>"$OUT/dnsperf-hot-$peer.txt" 2>&1 || true
-		log "  dnsperf cross-check: $(awk '/Queries per second/{print $4 " q/s"}' "$OUT/dnsperf-hot-$peer.txt")"
+	log "http: $suite via $peer (run $r/$REPEAT)"
+	profile_start "$peer" "$suite" "$r"
+	if timeout "$RUN_TIMEOUT" $LOADTEST http --urls "$URLS" --duration "$DURATION" --connections "$CONNECTIONS" \
+		--http-port "${ORIGIN_HTTP##*:}" --https-port "${ORIGIN_HTTPS##*:}" --ca "$TMP/origin-ca.pem" --json "$@" \
+		>"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
+		jq -r '"  \(.rps|floor) req/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  missed \(.missed)  status \(.status)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
+	else
+		log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
+		rm -f "$OUT/$suite-$peer.$r.json"
 	fi
+	profile_end
 }
 
-http_suites() { # peer args...
-	local peer=$1
-	shift
-	has_suite http && run_http "$peer" http "$@"
-	has_suite https && run_http "$peer" https --https "$@"
-	if [[ $RATE != 0 ]] && has_suite http; then run_http "$peer" http-open --rate "$RATE" --urls "$TMP/urls-1k.txt" "$@"; fi
-	return 0
-}
-
-dns_suites() { # peer server
-	has_suite dns || return 0
-	# Warm the cache with one pass of the hot set, then measure it.
-	timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$2" --names "$TMP/hot.txt" --queries "$HOT" --concurrency 10 >/dev/null 2>&1 || true
-	run_dns "$1" "$2" dns-hot --names "$TMP/hot.txt"
-	run_dns "$1" "$2" dns-mixed --names "$NAMES"
-	run_dns "$1" "$2" dns-blocked --names "$TMP/blocked-names.txt"
-	run_dns "$1" "$2" dns-uncached --names "$NAMES" --unique
+dns_once() { # peer server suite run args...: one DNS load run
+	local peer=$1 server=$2 suite=$3 r=$4
+	shift 4
+	log "dns: $suite via $peer ($server, run $r/$REPEAT)"
+	profile_start "$peer" "$suite" "$r"
+	if timeout "$RUN_TIMEOUT" $LOADTEST dns --server "$server" --duration "$DURATION" --concurrency "$DNS_CONCURRENCY" \
+		--json "$@" >"$OUT/$suite-$peer.$r.json" 2>"$OUT/$suite-$peer.$r.err"; then
+		jq -r '"  \(.qps|floor) q/s  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  errors \([.errors[]]|add // 0)  rcodes \(.rcodes)"' "$OUT/$suite-$peer.$r.json" | tee -a "$OUT/compare.log" >&2
+	else
+		log "  failed: $(tail -3 "$OUT/$suite-$peer.$r.err")"
+		rm -f "$OUT/$suite-$peer.$r.json"
+	fi
+	profile_end
 }
 
 # ---- inputs -------------------------------------------------------------------
@@ -280,20 +249,22 @@ done
 grep -q '^origin ready' "$OUT/origin.log" || { log "origin did not start: $(cat "$OUT/origin.log")"; exit 1; }
 for ((i = 0; i < 50; i++)); do [[ -s $TMP/origin-ca.pem ]] && break; sleep 0.1; done
 
-# ---- direct (ceiling) -----------------------------------------------------------
+# ---- peers ------------------------------------------------------------------------
+# Every peer starts first and idles while the others are measured, so runs can
+# alternate between peers (INTERLEAVE=1): when the machine's load drifts, it
+# skews every peer alike instead of whichever ran last.
+HTTP_PEERS=()
+DNS_PEERS=()
+declare -A PEER_PID HTTP_ARGS HTTPS_ARGS DNS_ADDR
 if has_peer direct; then
-	has_suite http && run_http direct http --connect-to $ORIGIN_HTTP
-	has_suite https && run_http direct https --https --connect-to $ORIGIN_HTTPS
-	[[ $RATE != 0 ]] && has_suite http && run_http direct http-open --rate "$RATE" --urls "$TMP/urls-1k.txt" --connect-to $ORIGIN_HTTP
-	if has_suite http && command -v wrk >/dev/null; then
-		timeout "$RUN_TIMEOUT" wrk -t 2 -c "$CONNECTIONS" -d "$DURATION" --latency "http://$ORIGIN_HTTP/1k" >"$OUT/wrk-direct.txt" 2>&1 || true
-		log "  wrk cross-check (direct, /1k only): $(awk '/Requests\/sec/{print $2 " req/s"}' "$OUT/wrk-direct.txt")"
-	fi
-	dns_suites direct $ORIGIN_DNS
-	record_rss origin "$ORIGIN_PID"
+	HTTP_PEERS+=(direct)
+	HTTP_ARGS[direct]="--connect-to $ORIGIN_HTTP"
+	HTTPS_ARGS[direct]="--connect-to $ORIGIN_HTTPS"
+	DNS_PEERS+=(direct)
+	DNS_ADDR[direct]=$ORIGIN_DNS
+	PEER_PID[origin]=$ORIGIN_PID
 fi
 
-# ---- Squid ------------------------------------------------------------------------
 if has_peer squid && { has_suite http || has_suite https; }; then
 	mkdir -p "$TMP/squid" && chmod 777 "$TMP/squid"
 	cp "$HOSTS" "$TMP/squid/hosts"
@@ -320,18 +291,17 @@ max_filedescriptors $(ulimit -n)
 EOF
 	cp "$TMP/squid/squid.conf" "$OUT/squid.conf"
 	start_bg squid squid -N -f "$TMP/squid/squid.conf"
-	SQUID_PID=$BG_PID
-	if wait_tcp $SQUID_ADDR 30 && sleep 0.5 && kill -0 "$SQUID_PID" 2>/dev/null; then
-		http_suites squid --proxy $SQUID_ADDR
-		record_rss squid "$SQUID_PID"
+	if wait_tcp $SQUID_ADDR 30 && sleep 0.5 && kill -0 "$BG_PID" 2>/dev/null; then
+		PEER_PID[squid]=$BG_PID
+		HTTP_PEERS+=(squid)
+		HTTP_ARGS[squid]="--proxy $SQUID_ADDR"
+		HTTPS_ARGS[squid]="--proxy $SQUID_ADDR"
 	else
 		log "squid did not start: $(tail -5 "$OUT/squid.log")"
+		stop_pid "$BG_PID"
 	fi
-	stop_pid "$SQUID_PID"
-	cp "$TMP/squid/cache.log" "$OUT/squid-cache.log" 2>/dev/null || true
 fi
 
-# ---- Unbound ----------------------------------------------------------------------
 if has_peer unbound && has_suite dns; then
 	mkdir -p "$TMP/unbound"
 	awk -v t="$UNBOUND_BLOCK" '{print "local-zone: \"" $1 ".\" " t}' "$TMP/blocklist.txt" >"$TMP/unbound/blocklist.conf"
@@ -361,17 +331,16 @@ forward-zone:
 EOF
 	cp "$TMP/unbound/unbound.conf" "$OUT/unbound.conf"
 	start_bg unbound unbound -d -c "$TMP/unbound/unbound.conf"
-	UNBOUND_PID=$BG_PID
-	if wait_tcp $UNBOUND_ADDR 120 && kill -0 "$UNBOUND_PID" 2>/dev/null; then
-		dns_suites unbound $UNBOUND_ADDR
-		record_rss unbound "$UNBOUND_PID"
+	if wait_tcp $UNBOUND_ADDR 120 && kill -0 "$BG_PID" 2>/dev/null; then
+		PEER_PID[unbound]=$BG_PID
+		DNS_PEERS+=(unbound)
+		DNS_ADDR[unbound]=$UNBOUND_ADDR
 	else
 		log "unbound did not start: $(tail -5 "$OUT/unbound.log")"
+		stop_pid "$BG_PID"
 	fi
-	stop_pid "$UNBOUND_PID"
 fi
 
-# ---- Cordon -----------------------------------------------------------------------
 if has_peer cordon; then
 	if [[ $PROFILE == 1 && -z ${CORDON_ADMIN_TOKEN:-} ]]; then
 		CORDON_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -380,20 +349,111 @@ if has_peer cordon; then
 	log "starting cordon: $CORDON_CMD"
 	# shellcheck disable=SC2086 # CORDON_CMD is a command line
 	start_bg cordon $CORDON_CMD
-	CORDON_PID=$BG_PID
-	if wait_tcp "$CORDON_PROXY" "$CORDON_START_TIMEOUT" && kill -0 "$CORDON_PID" 2>/dev/null; then
-		http_suites cordon --proxy "$CORDON_PROXY"
-		if wait_tcp "$CORDON_DNS" 10; then dns_suites cordon "$CORDON_DNS"; fi
-		record_rss cordon "$CORDON_PID"
-		if [[ $PROFILE == 1 ]]; then
-			curl -s --max-time 30 -H "Authorization: Bearer $CORDON_ADMIN_TOKEN" -o "$OUT/heap-cordon.pprof" "http://$CORDON_ADMIN/debug/pprof/heap" ||
-				log "  heap profile failed"
+	if wait_tcp "$CORDON_PROXY" "$CORDON_START_TIMEOUT" && kill -0 "$BG_PID" 2>/dev/null; then
+		PEER_PID[cordon]=$BG_PID
+		HTTP_PEERS+=(cordon)
+		HTTP_ARGS[cordon]="--proxy $CORDON_PROXY"
+		HTTPS_ARGS[cordon]="--proxy $CORDON_PROXY"
+		if wait_tcp "$CORDON_DNS" 10; then
+			DNS_PEERS+=(cordon)
+			DNS_ADDR[cordon]=$CORDON_DNS
+		else
+			log "cordon DNS not listening on $CORDON_DNS"
 		fi
 	else
 		log "cordon did not start within ${CORDON_START_TIMEOUT}s: $(tail -5 "$OUT/cordon.log")"
+		stop_pid "$BG_PID"
 	fi
-	stop_pid "$CORDON_PID"
 fi
+log "HTTP peers: ${HTTP_PEERS[*]:-none}; DNS peers: ${DNS_PEERS[*]:-none}; interleave=$INTERLEAVE"
+
+# ---- load -----------------------------------------------------------------------------
+HTTP_SUITES=()
+has_suite http && HTTP_SUITES+=(http)
+has_suite https && HTTP_SUITES+=(https)
+[[ $RATE != 0 ]] && has_suite http && HTTP_SUITES+=(http-open)
+DNS_SUITES=()
+has_suite dns && DNS_SUITES=(dns-hot dns-mixed dns-blocked dns-uncached)
+
+http_run() { # peer suite run
+	# shellcheck disable=SC2086 # the peer's arguments are words
+	case $2 in
+	http) http_once "$1" "$2" "$3" ${HTTP_ARGS[$1]} ;;
+	https) http_once "$1" "$2" "$3" --https ${HTTPS_ARGS[$1]} ;;
+	http-open) http_once "$1" "$2" "$3" --rate "$RATE" --urls "$TMP/urls-1k.txt" ${HTTP_ARGS[$1]} ;;
+	esac
+}
+dns_run() { # peer suite run
+	local addr=${DNS_ADDR[$1]}
+	case $2 in
+	dns-hot) dns_once "$1" "$addr" "$2" "$3" --names "$TMP/hot.txt" ;;
+	dns-mixed) dns_once "$1" "$addr" "$2" "$3" --names "$NAMES" ;;
+	dns-blocked) dns_once "$1" "$addr" "$2" "$3" --names "$TMP/blocked-names.txt" ;;
+	dns-uncached) dns_once "$1" "$addr" "$2" "$3" --names "$NAMES" --unique ;;
+	esac
+}
+# each http|dns suites... -- peers...: every (suite, run, peer), interleaved or peer by peer.
+each() {
+	local kind=$1 s r p suites=() peers=()
+	shift
+	while [[ $# -gt 0 && $1 != -- ]]; do suites+=("$1"); shift; done
+	[[ $# -gt 0 ]] && shift
+	peers=("$@")
+	[[ ${#suites[@]} -gt 0 && ${#peers[@]} -gt 0 ]] || return 0
+	if [[ $INTERLEAVE == 1 ]]; then
+		for s in "${suites[@]}"; do
+			for ((r = 1; r <= REPEAT; r++)); do
+				for p in "${peers[@]}"; do "${kind}_run" "$p" "$s" "$r"; done
+			done
+		done
+	else
+		for p in "${peers[@]}"; do
+			for s in "${suites[@]}"; do
+				for ((r = 1; r <= REPEAT; r++)); do "${kind}_run" "$p" "$s" "$r"; done
+			done
+		done
+	fi
+}
+
+each http "${HTTP_SUITES[@]}" -- "${HTTP_PEERS[@]}"
+if has_peer direct && has_suite http && command -v wrk >/dev/null; then
+	timeout "$RUN_TIMEOUT" wrk -t 2 -c "$CONNECTIONS" -d "$DURATION" --latency "http://$ORIGIN_HTTP/1k" >"$OUT/wrk-direct.txt" 2>&1 || true
+	log "wrk cross-check (direct, /1k only): $(awk '/Requests\/sec/{print $2 " req/s"}' "$OUT/wrk-direct.txt")"
+fi
+
+if [[ ${#DNS_SUITES[@]} -gt 0 ]]; then
+	# Warm every cache with one pass of the hot set, then measure.
+	for p in "${DNS_PEERS[@]}"; do
+		timeout "$RUN_TIMEOUT" $LOADTEST dns --server "${DNS_ADDR[$p]}" --names "$TMP/hot.txt" --queries "$HOT" --concurrency 10 >/dev/null 2>&1 || true
+	done
+	each dns "${DNS_SUITES[@]}" -- "${DNS_PEERS[@]}"
+	if command -v dnsperf >/dev/null; then
+		for p in "${DNS_PEERS[@]}"; do
+			addr=${DNS_ADDR[$p]}
+			timeout "$RUN_TIMEOUT" dnsperf -s "${addr%:*}" -p "${addr##*:}" -d "$TMP/hot.txt" -l "$(secs "$DURATION")" -c 4 -q "$DNS_CONCURRENCY" \
+				>"$OUT/dnsperf-hot-$p.txt" 2>&1 || true
+			log "dnsperf cross-check, hot set via $p: $(awk '/Queries per second/{print $4 " q/s"}' "$OUT/dnsperf-hot-$p.txt")"
+		done
+	fi
+fi
+
+# ---- memory, profiles, stop -------------------------------------------------------------
+for p in "${!PEER_PID[@]}"; do record_rss "$p" "${PEER_PID[$p]}"; done
+if [[ $PROFILE == 1 && -n ${PEER_PID[cordon]:-} ]]; then
+	curl -s --max-time 30 -H "Authorization: Bearer $CORDON_ADMIN_TOKEN" -o "$OUT/heap-cordon.pprof" "http://$CORDON_ADMIN/debug/pprof/heap" ||
+		log "heap profile failed"
+fi
+for p in "${!PEER_PID[@]}"; do [[ $p == origin ]] || stop_pid "${PEER_PID[$p]}"; done
+cp "$TMP/squid/cache.log" "$OUT/squid-cache.log" 2>/dev/null || true
+
+# ---- medians ----------------------------------------------------------------------------
+for f in "$OUT"/*.1.json; do
+	[[ -e $f ]] || continue
+	base=${f%.1.json}
+	metric=rps
+	[[ $(basename "$base") == dns-* ]] && metric=qps
+	median_of "$base.json" "$metric" "$base".[0-9]*.json
+done
 
 # ---- ratios -----------------------------------------------------------------------
 ratio_row() { # suite numerator denominator metric(rps|qps)
