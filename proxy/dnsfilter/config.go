@@ -38,6 +38,10 @@ type Config struct {
 	// QueryTimeout bounds the whole resolution of one query, failovers
 	// included; when it passes the client gets SERVFAIL. Default "3s".
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// MaxInflight bounds the upstream resolutions in flight at once
+	// (concurrent misses of one name count once); past it a cache miss
+	// gets SERVFAIL at once. Default 10000.
+	MaxInflight int `yaml:"max_inflight"`
 	// UpstreamCAFile is a PEM bundle of CAs that verify DoT and DoH
 	// upstreams (a private resolver); "" means the system roots.
 	// Deps.RootCAs, when set, takes precedence.
@@ -132,6 +136,7 @@ const (
 	DefaultQueryTimeout        = 3 * time.Second
 	DefaultHealthCheckInterval = 10 * time.Second
 	DefaultMaxUDPSize          = 1232
+	DefaultMaxInflight         = 10000
 	DefaultBlockTTL            = 10 * time.Second
 	DefaultCacheEntries        = 100000
 	DefaultCacheMaxTTL         = 24 * time.Hour
@@ -215,6 +220,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxUDPSize == 0 {
 		c.MaxUDPSize = DefaultMaxUDPSize
 	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
 	c.BlockTTL = Duration(orDur(c.BlockTTL, DefaultBlockTTL))
 	if c.Any == "" {
 		c.Any = AnyHINFO
@@ -272,6 +280,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.PrefetchHits < 0 {
 		bad("cache.prefetch_hits", "must not be negative, got %d", c.Cache.PrefetchHits)
+	}
+	if c.MaxInflight < 0 {
+		bad("max_inflight", "must not be negative, got %d", c.MaxInflight)
 	}
 	if c.RateLimit.QPS < 0 {
 		bad("rate_limit.qps", "must not be negative, got %g", c.RateLimit.QPS)

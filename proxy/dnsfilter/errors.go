@@ -17,6 +17,9 @@ var (
 	// ErrUpstreamStatus is returned when a DoH upstream answers with an
 	// HTTP status other than 200 or a wrong content type.
 	ErrUpstreamStatus = errors.New("dnsfilter: DoH upstream answered with an error")
+	// ErrOverloaded is returned when Config.MaxInflight upstream queries
+	// are already in flight; the client gets SERVFAIL.
+	ErrOverloaded = errors.New("dnsfilter: too many upstream queries in flight")
 	// ErrServerClosed is returned by Serve and ListenAndServe after
 	// Shutdown.
 	ErrServerClosed = errors.New("dnsfilter: server closed")

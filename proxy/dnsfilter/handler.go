@@ -174,6 +174,10 @@ func (s *Server) handle(q *query) {
 	if err == errDeferred {
 		return
 	}
+	if errors.Is(err, ErrOverloaded) {
+		s.answerRcode(q, dns.RcodeServerFailure, maServFail, dns.ExtendedErrorCodeOther, "too many upstream queries in flight")
+		return
+	}
 	if err != nil {
 		if s.logger.Enabled(s.baseCtx, slog.LevelDebug) {
 			s.logger.DebugContext(s.baseCtx, "resolve failed", logHost, q.req.Host, logErr, err)
@@ -252,10 +256,23 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 			return nil, ctx.Err()
 		}
 	}
-	start := time.Now()
-	e, up, err := s.fetch(ctx, key)
-	q.upTime = time.Since(start)
-	q.upName = up
+	var (
+		e   *entry
+		up  string
+		err error
+	)
+	// Bound the upstream queries in flight: past the bound a flood of
+	// unique names (random subdomain attack) gets SERVFAIL at once
+	// instead of piling up goroutines and sockets.
+	if n := s.inflight.Add(1); n > int64(s.cfg.MaxInflight) {
+		err = ErrOverloaded
+	} else {
+		start := time.Now()
+		e, up, err = s.fetch(ctx, key)
+		q.upTime = time.Since(start)
+		q.upName = up
+	}
+	s.inflight.Add(-1)
 	f.e, f.up, f.err = e, up, err
 	if err == nil {
 		s.cache.put(key, e)

@@ -53,6 +53,7 @@ type metrics struct {
 	cacheMisses      prometheus.Counter
 	cacheEvictions   prometheus.Counter
 	cacheEntries     prometheus.GaugeFunc
+	inflight         prometheus.GaugeFunc
 	prefetches       prometheus.Counter
 	rateLimited      prometheus.Counter
 	panics           prometheus.Counter
@@ -62,7 +63,7 @@ type metrics struct {
 	upstreamHealthy  *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer, cacheLen func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, cacheLen, inflight func() float64) *metrics {
 	f := promauto.With(reg)
 	m := &metrics{}
 	qv := f.NewCounterVec(prometheus.CounterOpts{
@@ -100,6 +101,10 @@ func newMetrics(reg prometheus.Registerer, cacheLen func() float64) *metrics {
 		Namespace: obs.Namespace, Subsystem: subsystem, Name: "cache_entries",
 		Help: "Answers currently cached.",
 	}, cacheLen)
+	m.inflight = f.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: obs.Namespace, Subsystem: subsystem, Name: "upstream_inflight",
+		Help: "Upstream resolutions in flight (bounded by max_inflight).",
+	}, inflight)
 	m.prefetches = f.NewCounter(prometheus.CounterOpts{
 		Namespace: obs.Namespace, Subsystem: subsystem, Name: "cache_prefetches_total",
 		Help: "Popular cache entries refreshed from upstream before expiry.",

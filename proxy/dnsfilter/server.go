@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -55,6 +56,7 @@ type Server struct {
 	cancel      context.CancelFunc
 	prefetchSem chan struct{}
 	wg          sync.WaitGroup
+	inflight    atomic.Int64 // upstream resolutions in flight
 
 	mu      sync.Mutex
 	servers []*served
@@ -137,7 +139,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		maxTTL:    uint32(time.Duration(cfg.Cache.MaxTTL) / time.Second),
 		maxNegTTL: uint32(time.Duration(cfg.Cache.MaxNegativeTTL) / time.Second),
 	}, func() { s.metrics.cacheEvictions.Inc() })
-	s.metrics = newMetrics(reg, func() float64 { return float64(s.cache.len()) })
+	s.metrics = newMetrics(reg, func() float64 { return float64(s.cache.len()) },
+		func() float64 { return float64(s.inflight.Load()) })
 	if !cfg.RateLimit.Disabled {
 		s.limiter = newLimiter(cfg.RateLimit)
 	}

@@ -1159,3 +1159,41 @@ func TestUpstreamEDEPassedOn(t *testing.T) {
 		t.Fatalf("answer %v, want SERVFAIL with the upstream's EDE 6", r)
 	}
 }
+
+func TestMaxInflight(t *testing.T) {
+	arrived := make(chan struct{}, 4)
+	release := make(chan struct{})
+	up := startDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		arrived <- struct{}{}
+		<-release
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)}}
+		_ = w.WriteMsg(m)
+	}))
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	f := startFilter(t, Config{Upstreams: []string{up}, MaxInflight: 1}, eng)
+	first := make(chan *dns.Msg, 1)
+	go func() {
+		m := new(dns.Msg)
+		m.SetQuestion("slow.test.", dns.TypeA)
+		c := &dns.Client{Net: "tcp", Timeout: 10 * time.Second}
+		r, _, err := c.Exchange(m, f.addr)
+		if err != nil {
+			t.Errorf("first query: %v", err)
+		}
+		first <- r
+	}()
+	<-arrived // the first query holds the only slot
+	r := ask(t, f.addr, "udp", "other.test.", dns.TypeA, true)
+	if x := ede(r); r.Rcode != dns.RcodeServerFailure || x == nil || x.InfoCode != dns.ExtendedErrorCodeOther {
+		t.Errorf("second query: %v, want SERVFAIL (overloaded)", r)
+	}
+	close(release)
+	if r := <-first; r == nil || r.Rcode != dns.RcodeSuccess {
+		t.Errorf("first query: %v, want the answer", r)
+	}
+	if got := testutil.ToFloat64(f.srv.metrics.inflight); got != 0 {
+		t.Errorf("upstream_inflight = %v after the answers, want 0", got)
+	}
+}
