@@ -126,7 +126,7 @@ func (s *Server) rejectConnect(ctx *goproxy.ProxyCtx, ex *exchange, status int, 
 		v := "action=" + kind
 		if ex.decided {
 			if ex.decision.RuleID != "" {
-				v += "; rule=" + ex.decision.RuleID
+				v += "; rule=" + sanitizeHeader(ex.decision.RuleID)
 			}
 			v += "; reason=" + ex.decision.Reason.String()
 			if ex.decision.Match != "" {

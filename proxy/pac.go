@@ -149,7 +149,14 @@ func buildPAC(v pacVariant) string {
 	var b strings.Builder
 	b.WriteString("// Cordon proxy auto-config (generated)")
 	if v.location != "" {
-		b.WriteString(" for location " + strings.ReplaceAll(v.location, "\n", " "))
+		// Only safe characters: a JS line terminator in a name would end
+		// the comment.
+		b.WriteString(" for location " + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+				return r
+			}
+			return '_'
+		}, v.location))
 	}
 	b.WriteString(".\nfunction FindProxyForURL(url, host) {\n")
 	b.WriteString("  var proxies = " + jsString(strings.Join(proxies, "; ")) + ";\n")

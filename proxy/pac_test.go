@@ -150,6 +150,11 @@ func TestPACDefaultEdgeAndKeepOptions(t *testing.T) {
 			t.Errorf("case %d = %q, want the fetching host on the proxy port", i, g)
 		}
 	}
+	// A location name cannot break out of the header comment.
+	lv := buildPAC(pacVariant{edges: []string{"a:1"}, location: "x\u2028alert(1)\nfoo"})
+	if strings.Contains(lv, "\u2028") || strings.Count(lv, "\n") != strings.Count(buildPAC(pacVariant{edges: []string{"a:1"}, location: "x"}), "\n") {
+		t.Errorf("location name breaks the PAC comment:\n%s", lv)
+	}
 	// Quotes in configured values cannot break out of the JS strings.
 	v := pacVariant{edges: []string{"a:1"}, bypass: []string{`x");alert("y`}}
 	if !strings.Contains(buildPAC(v), `"x\");alert(\"y"`) {
