@@ -248,9 +248,16 @@ func (s *Server) warnPage(req *http.Request, ex *exchange) *http.Response {
 
 func (s *Server) addReviewForm(d *PageData) {
 	d.ReviewAction = pagePrefix + "review"
+	// The query string stays out of the review (it may hold tokens or
+	// personal data); the path is enough to judge the decision.
+	reviewURL := d.URL
+	if u, err := url.Parse(d.URL); err == nil {
+		u.RawQuery, u.Fragment, u.User = "", "", nil
+		reviewURL = u.String()
+	}
 	f := map[string]string{
 		"id":         d.RequestID,
-		"url":        d.URL,
+		"url":        reviewURL,
 		"host":       d.Host,
 		"rule":       d.RuleID,
 		"version":    strconv.FormatInt(d.PolicyVersion, 10),

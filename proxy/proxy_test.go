@@ -185,7 +185,7 @@ func TestBlockedNameNeverResolved(t *testing.T) {
 func TestReviewRequest(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	c := h.client(nil)
-	_, body := get(t, c, h.httpURL("casino.test", "/poker"))
+	_, body := get(t, c, h.httpURL("casino.test", "/poker?session=secret"))
 	f := formFields(body, "/.cordon/review")
 	f.Set("comment", "I need it for work")
 	resp, err := c.PostForm(h.httpURL("casino.test", "/.cordon/review"), f)
@@ -203,6 +203,9 @@ func TestReviewRequest(t *testing.T) {
 		t.Fatalf("reviews = %d, want 1", len(h.reviews.rs))
 	}
 	r := h.reviews.rs[0]
+	if r.URL != h.httpURL("casino.test", "/poker") {
+		t.Errorf("review URL = %q, want it without the query string", r.URL)
+	}
 	if r.Host != "casino.test" || r.RuleID != "block-gambling" || r.Message != "I need it for work" ||
 		r.PolicyVersion != 7 || len(r.Categories) != 1 || r.Categories[0] != "gambling" || r.ClientIP != "127.0.0.1" {
 		t.Errorf("review = %+v", r)
