@@ -522,6 +522,9 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	}
 	close(p.stop)
 	p.workerWG.Wait()
+	// Events a racing Record queued after the worker's last drain.
+	p.drain()
+	p.handOff()
 	var errs []error
 	werr := p.waitIdle(ctx)
 	close(p.writerStop)
@@ -531,6 +534,10 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	}
 	if p.spill != nil {
 		_ = p.spill.Close()
+	}
+	for len(p.events) > 0 { // queued after the last drain: counted, not silently lost
+		eventPool.Put(<-p.events)
+		p.m.dropClosed.Inc()
 	}
 	if c, ok := p.store.(Compactor); ok {
 		if err := c.Compact(ctx); err != nil && !errors.Is(err, ErrClosed) {
