@@ -418,3 +418,35 @@ func TestSpillSurvivesRestart(t *testing.T) {
 	}
 	checkReport(t, rep, expect(evs, func(*policies.AccessEvent) bool { return true }), true)
 }
+
+// TestConcurrentRecord records from many goroutines at once (as the proxy
+// and DNS filter do) while flushes run; every event is counted once.
+func TestConcurrentRecord(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FlushInterval = 5 * time.Millisecond
+	st := openLocal(t, cfg.Dir)
+	defer st.Close()
+	p := newTestPipeline(t, cfg, st, nil)
+	evs := genEvents(4000, time.Now(), 15)
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for _, ev := range evs[g*500 : (g+1)*500] {
+				p.Record(ev)
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	flush(t, p)
+	if d := promtest.ToFloat64(p.m.dropQueueFull); d != 0 {
+		t.Fatalf("dropped %v with a %d-event queue", d, cfg.QueueSize)
+	}
+	rep, err := p.Reader().Report(t.Context(), ScopeAll, "", Query{From: time.Now().Add(-48 * time.Hour), To: time.Now(), Top: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, expect(evs, func(*policies.AccessEvent) bool { return true }), true)
+}
