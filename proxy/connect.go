@@ -51,6 +51,12 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 		return s.rejectConnect(ctx, ex, http.StatusForbidden, "CONNECT to port "+strconv.Itoa(int(port))+" is not allowed", "port"), target
 	}
 	literal, _ := netip.ParseAddr(host)
+	if literal.IsValid() && s.guard.refusal(literal, port) != "" {
+		// An address literal is checked at once, inspected or not.
+		s.m.refused.WithLabelValues("destination").Inc()
+		ex.refusal = "destination"
+		return s.rejectConnect(ctx, ex, http.StatusForbidden, "destination not allowed", "destination"), target
+	}
 	d := s.decide(ex, host, "", literal)
 	if s.mitm != nil && s.mitm.shouldInspect(host, port, s.engine, ex.verdict) {
 		// Decrypted: every inner request is decided (and its destination

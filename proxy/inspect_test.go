@@ -188,3 +188,11 @@ func TestInspectionSilentClientCutOff(t *testing.T) {
 		t.Fatalf("silent decrypted tunnel still open: %v", err)
 	}
 }
+
+func TestInspectionRefusesAddressLiterals(t *testing.T) {
+	h, _, _ := inspectHarness(t)
+	resp, _, _ := connect(t, h, "169.254.169.254:443")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("CONNECT to the metadata address with inspection = %d, want 403", resp.StatusCode)
+	}
+}

@@ -225,7 +225,6 @@ type cacheShard struct {
 type flight struct {
 	done chan struct{}
 	e    *entry
-	up   string
 	err  error
 }
 

@@ -3,6 +3,7 @@ package dnsfilter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -41,7 +42,6 @@ type query struct {
 	action   metricAction
 	rcode    int
 	reason   string // event reason when no policy decision applies
-	upName   string
 	upTime   time.Duration
 	cacheTTL uint32 // freshness of the answer (DoH Cache-Control)
 	out      []byte
@@ -250,7 +250,6 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 	if !leader {
 		select {
 		case <-f.done:
-			q.upName = f.up
 			return f.e, f.err
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -258,7 +257,6 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 	}
 	var (
 		e   *entry
-		up  string
 		err error
 	)
 	// Bound the upstream queries in flight: past the bound a flood of
@@ -268,12 +266,11 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 		err = ErrOverloaded
 	} else {
 		start := time.Now()
-		e, up, err = s.fetch(ctx, key)
+		e, err = s.fetch(ctx, key)
 		q.upTime = time.Since(start)
-		q.upName = up
 	}
 	s.inflight.Add(-1)
-	f.e, f.up, f.err = e, up, err
+	f.e, f.err = e, err
 	if err == nil {
 		s.cache.put(key, e)
 	}
@@ -282,7 +279,7 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 }
 
 // fetch asks the upstreams for key and packs the answer.
-func (s *Server) fetch(ctx context.Context, key cacheKey) (*entry, string, error) {
+func (s *Server) fetch(ctx context.Context, key cacheKey) (*entry, error) {
 	m := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), RecursionDesired: true, CheckingDisabled: key.bits&keyCD != 0},
 		Question: []dns.Question{{Name: key.name + ".", Qtype: key.qtype, Qclass: dns.ClassINET}},
@@ -290,13 +287,13 @@ func (s *Server) fetch(ctx context.Context, key cacheKey) (*entry, string, error
 	m.SetEdns0(uint16(s.cfg.MaxUDPSize), key.bits&keyDO != 0)
 	r, up, err := s.pool.resolve(ctx, m)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	e, err := newEntry(r, time.Now(), s.cache.lim)
 	if err != nil {
-		return nil, up.name, errors.Join(ErrBadAnswer, err)
+		return nil, fmt.Errorf("dnsfilter: upstream %s: %w: %w", up.name, ErrBadAnswer, err)
 	}
-	return e, up.name, nil
+	return e, nil
 }
 
 // maybePrefetch refreshes a popular entry in the background when less than
@@ -324,7 +321,7 @@ func (s *Server) maybePrefetch(key cacheKey, e *entry, now int64) {
 		defer func() { <-s.prefetchSem }()
 		ctx, cancel := context.WithTimeout(s.baseCtx, time.Duration(s.cfg.QueryTimeout))
 		defer cancel()
-		ne, _, err := s.fetch(ctx, key)
+		ne, err := s.fetch(ctx, key)
 		if err != nil {
 			e.prefetching.Store(false)
 			return
