@@ -137,6 +137,7 @@ func newBarChart(list []Count, color string, href func(string) string) *barChart
 // timelineChart is the per-hour column chart: requests with the blocked
 // part stacked in red, a light grid and hour labels.
 type timelineChart struct {
+	Unit                                         string // "hour" or "day" per column
 	Width, Height, PlotTop, PlotBottom, PlotLeft int
 	Bars                                         []tlBar
 	Grid                                         []tlGrid
@@ -159,7 +160,11 @@ type tlLabel struct {
 }
 
 func newTimeline(points []HourPoint) *timelineChart {
-	c := &timelineChart{Width: 1200, Height: 220, PlotTop: 12, PlotBottom: 190, PlotLeft: 56}
+	c := &timelineChart{Width: 1200, Height: 220, PlotTop: 12, PlotBottom: 190, PlotLeft: 56, Unit: "hour"}
+	if len(points) > 8*24 {
+		// Long ranges: one column per day, or the columns get too thin.
+		points, c.Unit = perDay(points), "day"
+	}
 	plotW := float64(c.Width - c.PlotLeft - 8)
 	plotH := float64(c.PlotBottom - c.PlotTop)
 	var max int64
@@ -180,6 +185,9 @@ func newTimeline(points []HourPoint) *timelineChart {
 	slot := plotW / float64(n)
 	gap := math.Min(2, slot*0.2)
 	every := labelEvery(n)
+	if c.Unit == "day" {
+		every = (n + 9) / 10
+	}
 	for i, p := range points {
 		x := float64(c.PlotLeft) + slot*float64(i)
 		h := plotH * float64(p.Requests) / float64(scale)
@@ -188,11 +196,11 @@ func newTimeline(points []HourPoint) *timelineChart {
 			X: x + gap/2, W: math.Max(slot-gap, 0.5),
 			Y: float64(c.PlotBottom) - h, H: h,
 			BY: float64(c.PlotBottom) - bh, BH: bh,
-			Title: fmt.Sprintf("%s — %s requests, %s blocked", p.Hour.Format("Jan 2 15:00"), formatNum(p.Requests), formatNum(p.Blocked)),
+			Title: fmt.Sprintf("%s — %s requests, %s blocked", p.Hour.Format(tipFormat[c.Unit]), formatNum(p.Requests), formatNum(p.Blocked)),
 		})
-		if i%every == 0 {
+		if i%every == 0 && x+slot/2 < float64(c.Width)-24 { // no label cut at the right edge
 			label := p.Hour.Format("15:00")
-			if p.Hour.Hour() == 0 || n > 48 {
+			if c.Unit == "day" || p.Hour.Hour() == 0 || n > 48 {
 				label = p.Hour.Format("Jan 2")
 			}
 			c.Labels = append(c.Labels, tlLabel{X: x + slot/2, Label: label})
@@ -201,18 +209,18 @@ func newTimeline(points []HourPoint) *timelineChart {
 	return c
 }
 
-// labelEvery spaces hour labels so at most about 12 fit; on long ranges
-// labels fall on whole days.
+var tipFormat = map[string]string{"hour": "Jan 2 15:00", "day": "Mon Jan 2"}
+
+// labelEvery spaces hour labels: every 2 or 4 hours up to two days,
+// then one a day (hourly charts span at most 8 days).
 func labelEvery(n int) int {
 	switch {
 	case n <= 24:
 		return 2
 	case n <= 48:
 		return 4
-	case n <= 24*14:
-		return 24 * ((n + 24*12 - 1) / (24 * 12))
 	default:
-		return 24 * ((n + 24*12 - 1) / (24 * 12))
+		return 24
 	}
 }
 
