@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,9 @@ import (
 	"github.com/cordon-gw/cordon/reports"
 	repredis "github.com/cordon-gw/cordon/reports/redisstore"
 )
+
+//go:embed openapi-feeds.json
+var feedsOpenAPI []byte
 
 // gateway is one running `cordon serve`: the parts its role needs, wired
 // together. Tests start it in-process with listeners on port 0.
@@ -395,21 +400,36 @@ func (g *gateway) setupTraffic() error {
 	if dnsListen == "" {
 		dnsListen = ":5353"
 	}
-	g.dnsUDP, err = net.ListenPacket("udp", dnsListen)
-	if err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-	// TCP on the same port as UDP (port 0 in tests picks the UDP one).
-	tcpAddr := g.dnsUDP.LocalAddr().String()
-	if h, _, e := net.SplitHostPort(dnsListen); e == nil {
-		_, p, _ := net.SplitHostPort(tcpAddr)
-		tcpAddr = net.JoinHostPort(h, p)
-	}
-	g.dnsTCP, err = net.Listen("tcp", tcpAddr)
+	g.dnsUDP, g.dnsTCP, err = listenDNS(dnsListen)
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
 	return nil
+}
+
+// listenDNS opens UDP and TCP on the same port. With port 0 the UDP port
+// is picked first and TCP follows it; if that TCP port is taken, another
+// pair is tried.
+func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		_, p, _ := net.SplitHostPort(udp.LocalAddr().String())
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, p))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != "0" || attempt >= 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 func (g *gateway) setupAdmin() error {
@@ -424,8 +444,14 @@ func (g *gateway) setupAdmin() error {
 		for _, r := range g.reportsH.APIRoutes() {
 			g.api.Mount(r.Method, r.Pattern, policies.PermRead, r.Handler)
 		}
+		if err := g.api.AddOpenAPI(pathsAndSchemas(reports.OpenAPIFragment())); err != nil {
+			return fmt.Errorf("admin api: reports openapi: %w", err)
+		}
 		if g.syncer != nil {
 			g.api.Mount("GET", "/api/v1/feeds", policies.PermRead, categorizer.StatusHandler(g.syncer.Status, time.Now))
+			if err := g.api.AddOpenAPI(feedsOpenAPI); err != nil {
+				return fmt.Errorf("admin api: feeds openapi: %w", err)
+			}
 		}
 	}
 	g.adminLn, err = net.Listen("tcp", g.cfg.Admin.Listen)
@@ -527,4 +553,24 @@ func (g *gateway) close(ctx context.Context) {
 func hasPolicy(s *policies.Service) bool {
 	v := s.Current()
 	return v != nil && v.Number > 0
+}
+
+// pathsAndSchemas keeps the paths and component schemas of an OpenAPI
+// fragment (the served document already declares the bearer security
+// scheme), so it can be merged with AddOpenAPI.
+func pathsAndSchemas(fragment []byte) []byte {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(fragment, &doc); err != nil {
+		return fragment // AddOpenAPI reports the error
+	}
+	out := map[string]any{"paths": doc["paths"]}
+	var comps map[string]json.RawMessage
+	if json.Unmarshal(doc["components"], &comps) == nil && comps["schemas"] != nil {
+		out["components"] = map[string]json.RawMessage{"schemas": comps["schemas"]}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fragment
+	}
+	return b
 }

@@ -350,3 +350,15 @@ func TestProxyRefusesOwnListeners(t *testing.T) {
 		t.Fatalf("proxy reached its own admin listener: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestOpenAPICoversEveryRoute: every route of the admin API, the mounted
+// reports and feeds routes included, is in /api/v1/openapi.json.
+func TestOpenAPICoversEveryRoute(t *testing.T) {
+	tg := startGateway(t, nil)
+	if n := len(tg.api.Routes()); n < 30 {
+		t.Fatalf("only %d routes registered", n)
+	}
+	if missing := tg.api.UndocumentedRoutes(); len(missing) > 0 {
+		t.Fatalf("routes missing from the OpenAPI document: %+v", missing)
+	}
+}
