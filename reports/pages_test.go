@@ -139,6 +139,7 @@ func TestPagesRender(t *testing.T) {
 			formatNum(want.Requests), "Export CSV", "social-trial"}},
 		{"/reports?from=7d", []string{"Traffic overview", "Top users by blocks", `href="/reports/users/alice"`, "openphish", "social-trial", `class="on">7 days`,
 			`href="/reports/locations/hq"`, `href="/reports/groups/staff"`}},
+		{"/reports/users/alice?from=30d", []string{"Requests per day", `class="on">30 days`}},
 		{"/reports/groups/staff", []string{`<span class="kind">group</span>staff`, "Top users by blocks", `href="/reports/users/alice"`}},
 		{"/reports/locations/hq", []string{`<span class="kind">location</span>hq`, "pokerstars.example"}},
 		{"/reports/users/" + "%3Cscript%3E", []string{`<span class="kind">user</span>&lt;script&gt;`, "Nothing was blocked"}},
