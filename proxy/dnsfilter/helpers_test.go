@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -274,9 +273,3 @@ func ede(m *dns.Msg) *dns.EDNS0_EDE {
 	}
 	return nil
 }
-
-func loopbackOnly() []netip.Prefix {
-	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-}
-
-func itoaT(n int) string { return strconv.Itoa(n) }
