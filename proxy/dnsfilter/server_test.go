@@ -1197,3 +1197,39 @@ func TestMaxInflight(t *testing.T) {
 		t.Errorf("upstream_inflight = %v after the answers, want 0", got)
 	}
 }
+
+// TestParityWithEngine runs one table through Engine.Check and through the
+// running filter: the DNS answer must enforce what the Engine decided
+// (warn enforced as allow, monitor passes).
+func TestParityWithEngine(t *testing.T) {
+	e := newEnv(t, "nxdomain", nil)
+	for _, tt := range []struct {
+		host string
+		want policies.Action // enforced over DNS
+	}{
+		{"allowed.test", policies.ActionAllow},
+		{"www.bad.test", policies.ActionBlock},
+		{"games.test", policies.ActionAllow}, // warn
+		{"ads.test", policies.ActionAllow},   // monitor
+		{"kids.test", policies.ActionBlock},
+		{"social.test", policies.ActionAllow}, // blocked for alice only
+	} {
+		p, _ := e.eng.ClientPrincipal(netip.MustParseAddr("127.0.0.1"))
+		d, _ := e.eng.Check(&policies.Request{ClientIP: netip.MustParseAddr("127.0.0.1"), Principal: p, Protocol: policies.ProtoDNS, Host: tt.host})
+		engine := d.Action
+		if engine == policies.ActionWarn {
+			engine = policies.ActionAllow
+		}
+		if engine != tt.want {
+			t.Errorf("Check(%q).Action = %v, want %v", tt.host, d.Action, tt.want)
+		}
+		r := ask(t, e.f.addr, "udp", tt.host+".", dns.TypeA, true)
+		got := policies.ActionAllow
+		if r.Rcode == dns.RcodeNameError && ede(r) != nil {
+			got = policies.ActionBlock
+		}
+		if got != tt.want {
+			t.Errorf("DNS %s: %v (rcode %s), want %v", tt.host, got, dns.RcodeToString[r.Rcode], tt.want)
+		}
+	}
+}
