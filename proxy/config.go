@@ -159,7 +159,7 @@ type InspectConfig struct {
 	CADir string `yaml:"ca_dir"`
 	// DoNotInspectCategories are categories always spliced untouched. An
 	// explicit empty list exempts no category. Default (absent)
-	// ["finance", "health"].
+	// ["banking", "financial", "health"] (the bundled feeds name the first two).
 	DoNotInspectCategories []string `yaml:"do_not_inspect_categories"`
 	// DoNotInspectDomains are domains (and their subdomains) always
 	// spliced untouched. Default none.
@@ -217,7 +217,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.WarnTTL, time.Hour)
 	setStr(&c.TLSInspection.CADir, "./cordon-data/ca")
 	if c.TLSInspection.DoNotInspectCategories == nil {
-		c.TLSInspection.DoNotInspectCategories = []string{"finance", "health"}
+		c.TLSInspection.DoNotInspectCategories = []string{"banking", "financial", "health"}
 	}
 	setInt(&c.TLSInspection.LeafCacheSize, 10000)
 	return c

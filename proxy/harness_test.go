@@ -74,7 +74,7 @@ var testFeeds = []struct {
 	{"test-gambling", []string{"gambling"}, false, []string{"casino.test", "gone-casino.test"}},
 	{"test-social", []string{"social"}, false, []string{"social.test"}},
 	{"test-news", []string{"news"}, false, []string{"news.test"}},
-	{"test-finance", []string{"finance"}, false, []string{"bank.test"}},
+	{"test-finance", []string{"banking"}, false, []string{"bank.test"}},
 	{"urlhaus", []string{"malware"}, true, []string{"malware.test"}},
 }
 
