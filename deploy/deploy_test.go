@@ -719,6 +719,7 @@ func TestReferenceDefaults(t *testing.T) {
 		Strategy:            dnsfilter.DefaultStrategy,
 		UpstreamTimeout:     dnsfilter.Duration(dnsfilter.DefaultUpstreamTimeout),
 		QueryTimeout:        dnsfilter.Duration(dnsfilter.DefaultQueryTimeout),
+		MaxInflight:         dnsfilter.DefaultMaxInflight,
 		HealthCheckInterval: dnsfilter.Duration(dnsfilter.DefaultHealthCheckInterval),
 		HealthCheckName:     ".",
 		Cache: dnsfilter.CacheConfig{
@@ -1575,9 +1576,7 @@ func TestKubernetes(t *testing.T) {
 	for name, d := range o.deployments {
 		where := "Deployment " + name
 		spec := d.Spec.Template.Spec
-		if sc := spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
-			t.Errorf("%s: pod securityContext must set runAsNonRoot and a non-zero runAsUser", where)
-		}
+		checkPodSecurity(t, where, spec)
 		if len(spec.Containers) != 1 {
 			t.Fatalf("%s: %d containers, want 1", where, len(spec.Containers))
 		}
@@ -1834,6 +1833,7 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("k8s: no HorizontalPodAutoscaler on CPU for the edges")
 	}
 	for name, s := range o.statefulSets {
+		checkPodSecurity(t, "StatefulSet "+name, s.Spec.Template.Spec)
 		for _, c := range s.Spec.Template.Spec.Containers {
 			checkContainerSecurity(t, "StatefulSet "+name+" container "+c.Name, c)
 			checkResources(t, "StatefulSet "+name+" container "+c.Name, c)
@@ -1851,6 +1851,27 @@ func labelsMatch(selector, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// checkPodSecurity checks the pod-level rules of the "restricted" Pod
+// Security Standard the namespace enforces.
+func checkPodSecurity(t *testing.T, where string, spec corev1.PodSpec) {
+	t.Helper()
+	sc := spec.SecurityContext
+	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+		t.Errorf("%s: pod securityContext must set runAsNonRoot and a non-zero runAsUser", where)
+	}
+	if sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: pod securityContext must set seccompProfile RuntimeDefault", where)
+	}
+	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
+		t.Errorf("%s: shares a host namespace", where)
+	}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("%s: volume %s is a hostPath", where, v.Name)
+		}
+	}
 }
 
 func checkContainerSecurity(t *testing.T, where string, c corev1.Container) {
@@ -2154,10 +2175,16 @@ func startCordon(t *testing.T, name, cfg string, env ...string) *process {
 			t.Errorf("%s did not stop within 25 s of SIGTERM", name)
 		}
 		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out.String())
+			t.Logf("%s output (last lines):\n%s", name, p.tail(30))
 		}
 	})
 	return p
+}
+
+// tail is the last n lines of the process output.
+func (p *process) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.out.String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // waitReady polls GET /readyz until it answers 200; the wait is bounded.
@@ -2168,7 +2195,7 @@ func (p *process) waitReady(t *testing.T, admin string) {
 	for {
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited before it was ready:\n%s", p.name, p.out.String())
+			t.Fatalf("%s exited (%v) before it was ready:\n%s", p.name, p.cmd.ProcessState, p.tail(30))
 		default:
 		}
 		resp, err := client.Get("http://" + admin + "/readyz")
@@ -2179,7 +2206,7 @@ func (p *process) waitReady(t *testing.T, admin string) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 120 s (last: %v):\n%s", p.name, err, p.out.String())
+			t.Fatalf("%s not ready after 120 s (last: %v):\n%s", p.name, err, p.tail(30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
