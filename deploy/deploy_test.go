@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -2377,6 +2378,34 @@ func TestMultiEdge(t *testing.T) {
 		if !ede {
 			t.Errorf("DNS %s %s: no Extended DNS Error 15 (Blocked) in %v", network, host, r)
 		}
+	}
+
+	// The same over DoH on the edge's admin listener (RFC 8484 GET).
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(host), dns.TypeA)
+	m.Id = 0
+	wire, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+edgeAdmin+"/dns-query?dns="+base64.RawURLEncoding.EncodeToString(wire), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/dns-message")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("DoH %s: %v", host, err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	r := new(dns.Msg)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("DoH %s: HTTP %d %.200q", host, resp.StatusCode, body)
+	} else if err := r.Unpack(body); err != nil {
+		t.Errorf("DoH %s: %v", host, err)
+	} else if r.Rcode != dns.RcodeNameError {
+		t.Errorf("DoH %s: rcode %s, want NXDOMAIN", host, dns.RcodeToString[r.Rcode])
 	}
 }
 
