@@ -741,6 +741,10 @@ func TestReferenceDefaults(t *testing.T) {
 	})
 
 	c := loadConfig(t, name)
+	var trusted []any
+	for _, p := range policies.DefaultTrustedNetworks() {
+		trusted = append(trusted, p.String())
+	}
 	for _, f := range []struct {
 		keys []string
 		want any
@@ -761,7 +765,7 @@ func TestReferenceDefaults(t *testing.T) {
 		{[]string{"admin", "tls_cert"}, ""},
 		{[]string{"admin", "tls_key"}, ""},
 		{[]string{"admin", "pprof"}, false},
-		{[]string{"access", "trusted_networks"}, []any{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}},
+		{[]string{"access", "trusted_networks"}, trusted},
 		{[]string{"policy", "file"}, ""},
 	} {
 		got, ok := get(c.m, f.keys...)
