@@ -779,6 +779,20 @@ func TestReferenceDefaults(t *testing.T) {
 	}
 }
 
+// TestReferenceFlags checks that the reference names the flag of every key
+// a flag overrides.
+func TestReferenceFlags(t *testing.T) {
+	ref := string(readFile(t, "cordon.yaml"))
+	for f := range serveFlags(t) {
+		if f == "config" || f == "check-config" || f == "h" || f == "help" {
+			continue
+		}
+		if !strings.Contains(ref, "Flag --"+f+".") && !strings.Contains(ref, "Flag --"+f+"\n") {
+			t.Errorf("cordon.yaml does not say which key --%s overrides (\"Flag --%s.\")", f, f)
+		}
+	}
+}
+
 // TestMultiEdgeConfigs checks what edges and control must agree on.
 func TestMultiEdgeConfigs(t *testing.T) {
 	edge, control := loadConfig(t, "cordon-edge.yaml"), loadConfig(t, "cordon-control.yaml")
