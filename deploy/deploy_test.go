@@ -793,6 +793,39 @@ func TestReferenceFlags(t *testing.T) {
 	}
 }
 
+// TestHelpDefaults checks that the defaults `cordon serve --help` states
+// are the reference's values.
+func TestHelpDefaults(t *testing.T) {
+	out, err := exec.Command(cordon(t), "serve", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cordon serve --help: %v\n%s", err, out)
+	}
+	keys := map[string][]string{
+		"data-dir":     {"data_dir"},
+		"role":         {"role"},
+		"admin-listen": {"admin", "listen"},
+		"proxy-listen": {"proxy", "listen"},
+		"dns-listen":   {"dns", "listen"},
+		"log-level":    {"log", "level"},
+	}
+	ref := loadConfig(t, "cordon.yaml")
+	seen := 0
+	re := regexp.MustCompile(`(?m)^\s+--?([a-z-]+)[^\n]*\n\s+[^\n]*\(default ([^)\s]+)\)`)
+	for _, m := range re.FindAllStringSubmatch(string(out), -1) {
+		k, ok := keys[m[1]]
+		if !ok {
+			continue
+		}
+		seen++
+		if got := ref.str(t, "", k...); filepath.Clean(got) != filepath.Clean(m[2]) {
+			t.Errorf("cordon serve --help: --%s default %q, cordon.yaml %s: %q", m[1], m[2], strings.Join(k, "."), got)
+		}
+	}
+	if seen < 4 {
+		t.Errorf("cordon serve --help states %d defaults of %v, want most:\n%s", seen, slices.Collect(maps.Keys(keys)), out)
+	}
+}
+
 // TestMultiEdgeConfigs checks what edges and control must agree on.
 func TestMultiEdgeConfigs(t *testing.T) {
 	edge, control := loadConfig(t, "cordon-edge.yaml"), loadConfig(t, "cordon-control.yaml")
