@@ -222,22 +222,9 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 // ctx is done or Shutdown is called. It returns ErrServerClosed after a
 // shutdown.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	var lc net.ListenConfig
-	udp, err := lc.ListenPacket(ctx, "udp", s.cfg.Listen)
+	udp, tcp, err := listenPair(s.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("dnsfilter: listen udp %s: %w", s.cfg.Listen, err)
-	}
-	// TCP on the port UDP got (they differ only when the port is 0).
-	tcpAddr := s.cfg.Listen
-	if host, _, err := net.SplitHostPort(s.cfg.Listen); err == nil {
-		if _, port, err := net.SplitHostPort(udp.LocalAddr().String()); err == nil {
-			tcpAddr = net.JoinHostPort(host, port)
-		}
-	}
-	tcp, err := lc.Listen(ctx, "tcp", tcpAddr)
-	if err != nil {
-		udp.Close()
-		return fmt.Errorf("dnsfilter: listen tcp %s: %w", s.cfg.Listen, err)
+		return err
 	}
 	s.logger.InfoContext(ctx, "dns filter listening", logAddr, udp.LocalAddr().String(), logUpstreams, s.cfg.Upstreams)
 	stop := context.AfterFunc(ctx, func() {
@@ -247,6 +234,35 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	})
 	defer stop()
 	return s.Serve(udp, tcp)
+}
+
+// listenPair listens on addr with UDP and TCP on the same port. With port
+// 0, TCP takes the port UDP got, and a port whose TCP side is taken is
+// given up for another (a few times).
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dnsfilter: listen %s: %w", addr, err)
+	}
+	tries := 1
+	if port == "0" {
+		tries = 10
+	}
+	var lastErr error
+	for range tries {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsfilter: listen udp %s: %w", addr, err)
+		}
+		_, got, _ := net.SplitHostPort(udp.LocalAddr().String())
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, got))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		lastErr = err
+	}
+	return nil, nil, fmt.Errorf("dnsfilter: listen tcp %s: %w", addr, lastErr)
 }
 
 // Shutdown stops the listeners, waits for in-flight queries (until ctx is
