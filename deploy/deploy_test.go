@@ -2504,6 +2504,25 @@ func TestComposeSchema(t *testing.T) {
 	if _, ok := p.Services["edge-1"].Environment["CORDON_ADMIN_TOKEN"]; ok {
 		t.Errorf("compose edge-1: gets the admin token; edges run no admin API")
 	}
+	// Compose and Kubernetes run the same images.
+	o := loadK8s(t)
+	images := map[string]string{}
+	for _, d := range o.deployments {
+		images[d.Spec.Template.Spec.Containers[0].Image] = "cordon"
+	}
+	for _, st := range o.statefulSets {
+		images[st.Spec.Template.Spec.Containers[0].Image] = "redis"
+	}
+	for _, name := range []string{"control", "edge-1", "edge-2", "redis"} {
+		want := "cordon"
+		if name == "redis" {
+			want = "redis"
+		}
+		if img := p.Services[name].Image; images[img] != want {
+			t.Errorf("compose %s: image %q, while Kubernetes runs %v", name, img, images)
+		}
+	}
+
 	// Without a token the project refuses to load: no control starts
 	// with a token nobody knows.
 	if _, err := loadCompose(t, map[string]string{}); err == nil || !strings.Contains(err.Error(), "CORDON_ADMIN_TOKEN") {
