@@ -114,6 +114,7 @@ func (s *Server) handle(q *query) {
 	}
 	qn := m.Question[0]
 	if qn.Qclass != dns.ClassINET {
+		q.reason = "unsupported_class"
 		s.answerRcode(q, dns.RcodeRefused, maRefused, dns.ExtendedErrorCodeNotSupported, "")
 		return
 	}
