@@ -1878,6 +1878,28 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("Deployment %s sets replicas while an autoscaler owns it: every apply would reset the count", edge)
 		}
 	}
+	// Rolling updates lose no request: a new edge is up before an old one
+	// goes, the old one leaves the endpoints before SIGTERM, and the
+	// grace period covers that wait plus the drain (cmd/cordon drains
+	// for up to 20 s).
+	if d := o.deployments[edge]; d != nil {
+		const drainSeconds = 20
+		spec := d.Spec.Template.Spec
+		c := spec.Containers[0]
+		wait := int64(0)
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			wait = c.Lifecycle.PreStop.Sleep.Seconds
+		}
+		if wait < 1 {
+			t.Errorf("Deployment %s: no preStop sleep: a stopping edge still gets new connections until its endpoint is removed", edge)
+		}
+		if g := spec.TerminationGracePeriodSeconds; g == nil || *g < wait+drainSeconds {
+			t.Errorf("Deployment %s: terminationGracePeriodSeconds %v, want at least %d (preStop %d s + drain %d s)", edge, g, wait+drainSeconds, wait, drainSeconds)
+		}
+		if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
+			t.Errorf("Deployment %s: want a rolling update with maxUnavailable 0", edge)
+		}
+	}
 	if !pdbOK {
 		t.Errorf("k8s: no PodDisruptionBudget selects the edges")
 	}
