@@ -118,8 +118,8 @@ type CacheConfig struct {
 type RateLimitConfig struct {
 	// Disabled turns rate limiting off. Default false.
 	Disabled bool `yaml:"disabled"`
-	// QPS is the sustained queries per second allowed per client IP.
-	// Default 500.
+	// QPS is the sustained queries per second allowed per client IPv4
+	// address or IPv6 /64. Default 500.
 	QPS float64 `yaml:"qps"`
 	// Burst is the bucket size. Default 2×QPS.
 	Burst int `yaml:"burst"`

@@ -42,8 +42,13 @@ func newLimiter(cfg RateLimitConfig) *limiter {
 	return l
 }
 
-// allow reports whether client may send one more query at now.
+// allow reports whether client may send one more query at now. IPv6
+// clients share a bucket per /64 (one host's worth of addresses), so
+// rotating through a prefix does not escape the limit.
 func (l *limiter) allow(client netip.Addr, now time.Time) bool {
+	if client.Is6() && !client.Is4In6() {
+		client = netip.PrefixFrom(client, 64).Masked().Addr()
+	}
 	s := &l.shards[maphash.Comparable(l.seed, client)%limiterShards]
 	s.mu.Lock()
 	b := s.m[client]
