@@ -22,7 +22,8 @@
 //     HINFO record (RFC 8482) or refused.
 //   - Unknown clients get a minimal REFUSED (the question echoed, nothing
 //     else), so the filter is never an open resolver or an amplifier.
-//     Identified clients are rate-limited per address (token bucket).
+//     Identified clients are rate-limited per IPv4 address or IPv6 /64
+//     (token bucket), and upstream resolutions in flight are bounded.
 //   - Blocks follow the policy's DNS block mode: NXDOMAIN, the null address
 //     (0.0.0.0 / ::) or a sinkhole A/AAAA at the edge's block page, with a
 //     short TTL (Config.BlockTTL) and an Extended DNS Error (RFC 8914):
