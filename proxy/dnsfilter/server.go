@@ -16,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/cordon-gw/cordon/policies"
 )
@@ -188,7 +189,7 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		run = append(run, servedDNS(s.dnsServer(udpHandler{s}, udp, nil), udp))
 	}
 	if tcp != nil {
-		run = append(run, servedDNS(s.dnsServer(tcpHandler{s}, nil, tcp), tcp))
+		run = append(run, servedDNS(s.dnsServer(tcpHandler{s}, nil, netutil.LimitListener(tcp, s.cfg.MaxTCPConns)), tcp))
 	}
 	s.servers = append(s.servers, run...)
 	s.mu.Unlock()

@@ -1233,3 +1233,40 @@ func TestParityWithEngine(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxTCPConns(t *testing.T) {
+	z := newZone(t, testRecords...)
+	up := startDNS(t, z)
+	eng := newEngine(t, nil, policyFor("nxdomain"))
+	f := startFilter(t, Config{Upstreams: []string{up}, MaxTCPConns: 1}, eng)
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.test.", dns.TypeA)
+	first, err := dns.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if err := first.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.ReadMsg(); err != nil { // accepted: it holds the only slot
+		t.Fatal(err)
+	}
+	second, err := dns.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	_ = second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if r, err := second.ReadMsg(); err == nil {
+		t.Fatalf("second connection answered (%v) while the first held the only slot", r)
+	}
+	first.Close()
+	_ = second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if r, err := second.ReadMsg(); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("second connection after the first closed: %v %v", r, err)
+	}
+}
