@@ -159,12 +159,13 @@ record_rss() { # peer pid
 	log "$1 RSS after load: $((${v% *} / 1024)) MiB (peak $((${v#* } / 1024)) MiB)"
 }
 
-# median_of out metric files...: copies the run with the median metric to out.
+# median_of out metric files...: copies the run with the median metric
+# (rps, qps, or p99 for open-loop runs, whose throughput is the set rate) to out.
 median_of() {
 	local out=$1 metric=$2
 	shift 2
 	[[ $# -gt 0 ]] || return 1
-	jq -s --arg m "$metric" 'sort_by(.[$m]) | .[(length - 1) / 2 | floor]' "$@" >"$out"
+	jq -s --arg m "$metric" 'sort_by(if $m == "p99" then .latency.p99_ms else .[$m] end) | .[(length - 1) / 2 | floor]' "$@" >"$out"
 }
 
 # profile_start peer suite run: with PROFILE=1, a CPU profile of Cordon
@@ -450,8 +451,11 @@ cp "$TMP/squid/cache.log" "$OUT/squid-cache.log" 2>/dev/null || true
 for f in "$OUT"/*.1.json; do
 	[[ -e $f ]] || continue
 	base=${f%.1.json}
-	metric=rps
-	[[ $(basename "$base") == dns-* ]] && metric=qps
+	case $(basename "$base") in
+	dns-*) metric=qps ;;
+	http-open-*) metric=p99 ;;
+	*) metric=rps ;;
+	esac
 	median_of "$base.json" "$metric" "$base".[0-9]*.json
 done
 
@@ -474,7 +478,7 @@ ratio_row() { # suite numerator denominator metric(rps|qps)
 }
 {
 	echo
-	echo "Ratios (throughput: higher is better; p99: lower is better); median of $REPEAT run(s) each"
+	echo "Ratios (throughput: higher is better; p99: lower is better); median of $REPEAT run(s) each (open loop: by p99)"
 	for s in http https http-open; do
 		[[ -e $OUT/$s-direct.json || -e $OUT/$s-squid.json || -e $OUT/$s-cordon.json ]] || continue
 		ratio_row "$s" cordon squid rps
