@@ -38,9 +38,6 @@ type Config struct {
 	// QueryTimeout bounds the whole resolution of one query, failovers
 	// included; when it passes the client gets SERVFAIL. Default "3s".
 	QueryTimeout Duration `yaml:"query_timeout"`
-	// MaxTCPConns bounds the TCP connections served at once; past it new
-	// connections wait to be accepted. Default 1000.
-	MaxTCPConns int `yaml:"max_tcp_conns"`
 	// MaxInflight bounds the upstream resolutions in flight at once
 	// (concurrent misses of one name count once); past it a cache miss
 	// gets SERVFAIL at once. Default 10000.
@@ -140,7 +137,6 @@ const (
 	DefaultHealthCheckInterval = 10 * time.Second
 	DefaultMaxUDPSize          = 1232
 	DefaultMaxInflight         = 10000
-	DefaultMaxTCPConns         = 1000
 	DefaultBlockTTL            = 10 * time.Second
 	DefaultCacheEntries        = 100000
 	DefaultCacheMaxTTL         = 24 * time.Hour
@@ -227,9 +223,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}
-	if c.MaxTCPConns == 0 {
-		c.MaxTCPConns = DefaultMaxTCPConns
-	}
 	c.BlockTTL = Duration(orDur(c.BlockTTL, DefaultBlockTTL))
 	if c.Any == "" {
 		c.Any = AnyHINFO
@@ -287,9 +280,6 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.PrefetchHits < 0 {
 		bad("cache.prefetch_hits", "must not be negative, got %d", c.Cache.PrefetchHits)
-	}
-	if c.MaxTCPConns < 0 {
-		bad("max_tcp_conns", "must not be negative, got %d", c.MaxTCPConns)
 	}
 	if c.MaxInflight < 0 {
 		bad("max_inflight", "must not be negative, got %d", c.MaxInflight)

@@ -196,6 +196,13 @@ type filter struct {
 // startFilter starts a Server on UDP and TCP of one loopback port.
 func startFilter(t testing.TB, cfg Config, eng *policies.Engine) *filter {
 	t.Helper()
+	return startFilterWith(t, cfg, eng, nil)
+}
+
+// startFilterWith is startFilter with a hook on the Server before it
+// serves.
+func startFilterWith(t testing.TB, cfg Config, eng *policies.Engine, hook func(*Server)) *filter {
+	t.Helper()
 	f := &filter{events: &events{}, reg: prometheus.NewRegistry()}
 	var logger *slog.Logger
 	if tt, ok := t.(*testing.T); ok {
@@ -208,6 +215,9 @@ func startFilter(t testing.TB, cfg Config, eng *policies.Engine) *filter {
 		t.Fatalf("New: %v", err)
 	}
 	f.srv = srv
+	if hook != nil {
+		hook(srv)
+	}
 	for range 20 {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {

@@ -58,6 +58,9 @@ type Server struct {
 	prefetchSem chan struct{}
 	wg          sync.WaitGroup
 	inflight    atomic.Int64 // upstream resolutions in flight
+	// maxTCPConns bounds the TCP connections served at once (more wait to
+	// be accepted): maxTCPConns, lowered by tests.
+	maxTCPConns int
 
 	mu      sync.Mutex
 	servers []*served
@@ -93,6 +96,10 @@ func servedDNS(srv *dns.Server, c interface{ Close() error }) *served {
 // prefetchMax bounds concurrent background refreshes.
 const prefetchMax = 32
 
+// maxTCPConns is how many TCP connections are served at once; more wait
+// in the accept queue.
+const maxTCPConns = 1000
+
 // New validates cfg and builds a Server; it starts the upstream health
 // checks (stopped by Shutdown) but no listener.
 func New(cfg Config, deps Deps) (*Server, error) {
@@ -119,6 +126,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		logger:      logger,
 		prefetchSem: make(chan struct{}, prefetchMax),
 		filtered:    make(map[string]bool, len(cfg.FilteredRules)),
+		maxTCPConns: maxTCPConns,
 	}
 	for _, id := range cfg.FilteredRules {
 		s.filtered[id] = true
@@ -189,7 +197,7 @@ func (s *Server) Serve(udp net.PacketConn, tcp net.Listener) error {
 		run = append(run, servedDNS(s.dnsServer(udpHandler{s}, udp, nil), udp))
 	}
 	if tcp != nil {
-		run = append(run, servedDNS(s.dnsServer(tcpHandler{s}, nil, netutil.LimitListener(tcp, s.cfg.MaxTCPConns)), tcp))
+		run = append(run, servedDNS(s.dnsServer(tcpHandler{s}, nil, netutil.LimitListener(tcp, s.maxTCPConns)), tcp))
 	}
 	s.servers = append(s.servers, run...)
 	s.mu.Unlock()

@@ -1238,7 +1238,7 @@ func TestMaxTCPConns(t *testing.T) {
 	z := newZone(t, testRecords...)
 	up := startDNS(t, z)
 	eng := newEngine(t, nil, policyFor("nxdomain"))
-	f := startFilter(t, Config{Upstreams: []string{up}, MaxTCPConns: 1}, eng)
+	f := startFilterWith(t, Config{Upstreams: []string{up}}, eng, func(s *Server) { s.maxTCPConns = 1 })
 	m := new(dns.Msg)
 	m.SetQuestion("allowed.test.", dns.TypeA)
 	first, err := dns.Dial("tcp", f.addr)
