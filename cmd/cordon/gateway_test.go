@@ -362,3 +362,22 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		t.Fatalf("routes missing from the OpenAPI document: %+v", missing)
 	}
 }
+
+// TestStarterPolicyFitsCustomFeeds: with feeds that lack the starter
+// policy's categories and no policy file, the gateway still starts and
+// blocks threats.
+func TestStarterPolicyFitsCustomFeeds(t *testing.T) {
+	tg := startGateway(t, func(c *Config) { c.Policy.File = "" })
+	d, _ := tg.engine.Check(&policies.Request{
+		Time: time.Now(), ClientIP: netip.MustParseAddr("127.0.0.1"), Protocol: policies.ProtoDNS, Host: tg.threat,
+	})
+	if d.Action != policies.ActionBlock || d.RuleID != "block-threats" {
+		t.Fatalf("threat host: %v by %q, want block by block-threats", d.Action, d.RuleID)
+	}
+	d, _ = tg.engine.Check(&policies.Request{
+		Time: time.Now(), ClientIP: netip.MustParseAddr("127.0.0.1"), Protocol: policies.ProtoDNS, Host: tg.mining,
+	})
+	if d.Action != policies.ActionBlock || d.RuleID != "block-malicious-categories" {
+		t.Fatalf("crypto-mining host: %v by %q, want block by block-malicious-categories", d.Action, d.RuleID)
+	}
+}

@@ -35,6 +35,9 @@ func (g *gateway) seedPolicy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("policy %s: %w", src, err)
 	}
+	if source == policies.SourceSystem {
+		fitStarter(doc, g.engine.Table())
+	}
 	if cur != nil && samePolicy(cur.Policy, doc) {
 		return nil
 	}
@@ -53,4 +56,30 @@ func samePolicy(a, b *policies.Policy) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// fitStarter keeps, in each rule of the starter policy, only the categories
+// the loaded feeds provide, and drops a category rule left with none: with
+// custom feeds the starter policy still validates and still blocks threats.
+func fitStarter(doc *policies.Policy, table policies.CategoryTable) {
+	if table == nil {
+		return
+	}
+	rules := doc.Rules[:0]
+	for _, r := range doc.Rules {
+		if len(r.Categories) > 0 {
+			known := r.Categories[:0]
+			for _, c := range r.Categories {
+				if _, ok := table.CategoryID(c); ok {
+					known = append(known, c)
+				}
+			}
+			if len(known) == 0 {
+				continue
+			}
+			r.Categories = known
+		}
+		rules = append(rules, r)
+	}
+	doc.Rules = rules
 }
