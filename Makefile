@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 FUZZMINTIME ?= 1s
 # Debian packages the tests use: a real redis-server, dig for DNS checks,
 # node for PAC evaluation, chromium for page tests.
-TEST_DEBS ?= redis-server dnsutils nodejs chromium
+TEST_DEBS ?= redis-server dnsutils knot-dnsutils nodejs chromium
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run build test test-deps check bench fuzz compare clean
@@ -27,6 +27,7 @@ test-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v dig >/dev/null          || missing="$$missing dnsutils"; \
+	command -v kdig >/dev/null         || missing="$$missing knot-dnsutils"; \
 	command -v node >/dev/null         || missing="$$missing nodejs"; \
 	command -v chromium >/dev/null     || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
