@@ -2230,9 +2230,15 @@ func (l *lockedBuffer) String() string {
 // (SIGTERM, then kill after 25 s).
 func startCordon(t *testing.T, name, cfg string, env ...string) *process {
 	t.Helper()
+	return startCordonArgs(t, name, filepath.Dir(cfg), []string{"serve", "--config", cfg}, env...)
+}
+
+// startCordonArgs runs cordon with args in dir until the test ends.
+func startCordonArgs(t *testing.T, name, dir string, args []string, env ...string) *process {
+	t.Helper()
 	p := &process{name: name, out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(cordon(t), "serve", "--config", cfg)
-	p.cmd.Dir = filepath.Dir(cfg)
+	p.cmd = exec.Command(cordon(t), args...)
+	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -2576,5 +2582,60 @@ func TestImageBinary(t *testing.T) {
 	b, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(b), testVersion) {
 		t.Errorf("cordon version: %v %q, want the VERSION build argument %s", err, b, testVersion)
+	}
+}
+
+// TestImageDefaultCommand runs the image's default command (all in one,
+// no configuration file) with its paths and ports moved to a temporary
+// directory and loopback: it becomes ready and writes the generated admin
+// token into the data volume, readable by its owner only.
+func TestImageDefaultCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real process")
+	}
+	var args []string
+	for _, in := range dockerfile(t) {
+		if in.cmd == "CMD" {
+			args = execForm(t, in)
+		}
+	}
+	flags := serveArgs(t, "Dockerfile CMD", args)
+	data := filepath.Join(t.TempDir(), "data")
+	admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	var run []string
+	for i := 0; i < len(args); i++ {
+		switch a := strings.TrimLeft(args[i], "-"); {
+		case a == "data-dir":
+			run = append(run, args[i], data)
+			i++
+		case a == "admin-listen":
+			run = append(run, args[i], admin)
+			i++
+		default:
+			run = append(run, args[i])
+		}
+	}
+	if flags["data-dir"] == "" || flags["admin-listen"] == "" {
+		t.Fatalf("Dockerfile CMD %q: want --data-dir and --admin-listen", args)
+	}
+	run = append(run,
+		"--proxy-listen", fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+		"--dns-listen", fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)))
+	p := startCordonArgs(t, "image default command", t.TempDir(), run, "CORDON_ADMIN_TOKEN=", "CORDON_REDIS_PASSWORD=")
+	p.waitReady(t, admin)
+	fi, err := os.Stat(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatalf("no generated admin token in the data directory: %v", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("admin.token mode %v, want 0600", fi.Mode().Perm())
+	}
+	resp, err := http.Get("http://" + admin + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz: %d, want 200", resp.StatusCode)
 	}
 }
