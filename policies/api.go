@@ -254,12 +254,17 @@ type apiError struct {
 	Allowed  []Role `json:"allowed_roles,omitempty"`
 	// ErrorID ties a 500 to the server log.
 	ErrorID string `json:"error_id,omitempty"`
+	// Conflicts are set on a 409 of a change request rebase.
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *ValidationError
 	var fe *ForbiddenError
+	var ce *ConflictError
 	switch {
+	case errors.As(err, &ce):
+		writeJSON(w, http.StatusConflict, apiError{Code: "conflict", Error: strings.TrimPrefix(ce.Error(), "policies: "), Conflicts: ce.Conflicts})
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusBadRequest, apiError{Code: "invalid_policy", Error: "the policy is invalid: nothing was changed", Problems: ve.Problems})
 	case errors.As(err, &fe):
@@ -626,6 +631,7 @@ func (a *API) registerRoutes() {
 
 	a.registerDirectory()
 	a.registerTokensAuditReviews()
+	a.registerChanges()
 	a.handle("GET", p+"/lookup", PermRead, a.lookup)
 }
 
@@ -1069,7 +1075,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request, _ Actor) error {
 
 // policiesPaths are the path prefixes this package serves; the rest of
 // the document belongs to routes other rooms mount.
-var policiesPaths = []string{"/openapi.json", "/policy", "/users", "/groups", "/locations", "/lists", "/tokens", "/audit", "/reviews", "/lookup"}
+var policiesPaths = []string{"/openapi.json", "/policy", "/users", "/groups", "/locations", "/lists", "/tokens", "/audit", "/reviews", "/lookup", "/changes", "/edges"}
 
 // OwnedByPolicies reports whether an /api/v1 path belongs to this
 // package's own routes (for the OpenAPI check).

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,8 @@ import (
 //	audit.jsonl                  the append-only audit log, one JSON entry per line
 //	tokens/<id>.json             API token records (hashes only)
 //	reviews/<id>.json            review requests
+//	changes/<id>.json            change requests (comments, approvals)
+//	stage.json                   the running staged rollout
 //
 // Every write is durable before it returns: data goes to a temporary file
 // that is fsynced, then renamed (or hard-linked, for versions, so two
@@ -44,6 +47,9 @@ type FileStore struct {
 	// in file order, so pages are read with ReadAt instead of rescanning.
 	auditIdx []auditPos
 	auditEnd int64 // file size after the last complete line
+
+	chMu     sync.Mutex   // change and stage compare-and-set
+	stageGen atomic.Int64 // bumped by every PutStage
 }
 
 type auditPos struct {

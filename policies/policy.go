@@ -54,6 +54,41 @@ type Settings struct {
 	TimeZone string `yaml:"time_zone,omitempty" json:"time_zone,omitempty"`
 	// SafeSearch enforces the search engines' safe-search endpoints.
 	SafeSearch SafeSearch `yaml:"safe_search,omitempty" json:"safe_search"`
+	// Approvals says who must approve a change request before it is
+	// applied. The zero value means the safe defaults (see Approvals).
+	Approvals Approvals `yaml:"approvals,omitempty" json:"approvals,omitzero"`
+}
+
+// Approvals are the approval rules of change requests, per kind of
+// change. Each role listed needs one approval by a different person
+// holding that role, never the change's author; a change touching several
+// kinds needs the roles of all of them. An empty list means the default.
+type Approvals struct {
+	// Security: rules, allow/deny lists and settings. Default [secops].
+	Security []Role `yaml:"security,omitempty" json:"security,omitempty"`
+	// Network: bypass lists and locations (traffic steering). Default
+	// [netops, secops].
+	Network []Role `yaml:"network,omitempty" json:"network,omitempty"`
+	// Directory: users and groups. Default [admin].
+	Directory []Role `yaml:"directory,omitempty" json:"directory,omitempty"`
+	// Enforce refuses direct policy writes (PUT /policy, list and
+	// directory edits) by non-admin tokens: every change then goes
+	// through a change request. Default false.
+	Enforce bool `yaml:"enforce,omitempty" json:"enforce,omitempty"`
+}
+
+// Default approval roles.
+var (
+	DefaultSecurityApprovers  = []Role{RoleSecOps}
+	DefaultNetworkApprovers   = []Role{RoleNetOps, RoleSecOps}
+	DefaultDirectoryApprovers = []Role{RoleAdmin}
+)
+
+func orDefault(rs, def []Role) []Role {
+	if len(rs) == 0 {
+		return def
+	}
+	return rs
 }
 
 // DefaultWarnTTL is the warn-page memory when Settings.WarnTTL is zero.

@@ -38,7 +38,11 @@ func newEventRing(n int) *eventRing { return &eventRing{buf: make([]recentEvent,
 // another goroutine holds the ring the event is dropped and counted. It
 // satisfies the adapters' EventSink.
 func (s *Service) Record(ev *AccessEvent) {
-	if s.recent == nil || ev == nil {
+	if ev == nil {
+		return
+	}
+	s.obs.record(ev, time.Now())
+	if s.recent == nil {
 		return
 	}
 	r := s.recent

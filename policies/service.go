@@ -35,6 +35,14 @@ type ServiceConfig struct {
 	// RecentEvents bounds the ring of recent access events Preview
 	// replays. Zero means DefaultRecentEvents; negative disables it.
 	RecentEvents int
+	// Changes holds change requests and the running stage; nil disables
+	// change requests (their routes answer 404).
+	Changes ChangeStore
+	// Edges is the edge registry; nil means an in-process MemoryEdges.
+	Edges EdgeStore
+	// EdgeName is this process's name in the edge registry; a stage that
+	// names it serves every request of this process.
+	EdgeName string
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the service metrics; nil registers nowhere.
@@ -66,12 +74,20 @@ type Service struct {
 
 	recent *eventRing
 
+	changes  ChangeStore
+	edges    EdgeStore
+	edgeName string
+	obs      *observer
+	stage    atomic.Pointer[Stage] // the stage being served, nil: none
+
 	reviewMu   sync.Mutex
 	reviewSeen map[string][]time.Time // per user or client: recent submissions
 
-	mChanges *prometheus.CounterVec
-	mVersion prometheus.Gauge
-	mDropped prometheus.Counter
+	mChanges   *prometheus.CounterVec
+	mVersion   prometheus.Gauge
+	mDropped   prometheus.Counter
+	mEmergency prometheus.Counter
+	mAutoAbort prometheus.Counter
 }
 
 // NewService loads the newest stored version (none: the empty policy,
@@ -80,7 +96,11 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("policies: new service: %w: no store", ErrBadRequest)
 	}
-	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger}
+	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger, changes: cfg.Changes, edges: cfg.Edges,
+		edgeName: cfg.EdgeName, obs: newObserver()}
+	if s.edges == nil {
+		s.edges = &MemoryEdges{}
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -108,6 +128,14 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	s.mDropped = f.NewCounter(prometheus.CounterOpts{
 		Namespace: obs.Namespace, Subsystem: subsystem, Name: "preview_events_dropped_total",
 		Help: "Access events not kept for previews because the ring was busy.",
+	})
+	s.mEmergency = f.NewCounter(prometheus.CounterOpts{
+		Namespace: obs.Namespace, Subsystem: subsystem, Name: "emergency_changes_total",
+		Help: "Change requests an admin applied or staged as an emergency, without the approvals.",
+	})
+	s.mAutoAbort = f.NewCounter(prometheus.CounterOpts{
+		Namespace: obs.Namespace, Subsystem: subsystem, Name: "stage_auto_aborts_total",
+		Help: "Staged rollouts aborted by their block or error rate threshold, or by the live policy moving.",
 	})
 	v, err := cfg.Store.LatestVersion(ctx)
 	switch {
@@ -264,6 +292,26 @@ const maxCommitAttempts = 10
 // as the next version, after role checks and strict validation.
 func (s *Service) commit(ctx context.Context, a Actor, action, target, comment string, rollbackOf int64,
 	change func(cur *Policy) (*Policy, error), base ...int64) (*Version, error) {
+	var o commitOpts
+	if len(base) > 0 {
+		o.base = &base[0]
+	}
+	return s.commitWith(ctx, a, action, target, comment, rollbackOf, change, o)
+}
+
+// commitOpts are the variants of commit.
+type commitOpts struct {
+	// base: store only if the newest version is still this one.
+	base *int64
+	// approved: the change went through a change request (or is an
+	// admin's emergency change): its approvals, not the actor's role,
+	// authorize it.
+	approved  bool
+	emergency bool
+}
+
+func (s *Service) commitWith(ctx context.Context, a Actor, action, target, comment string, rollbackOf int64,
+	change func(cur *Policy) (*Policy, error), o commitOpts) (*Version, error) {
 	if err := checkActor(a); err != nil {
 		return nil, err
 	}
@@ -280,9 +328,13 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 		if err != nil {
 			return nil, fmt.Errorf("policies: %s: %w", action, err)
 		}
-		if len(base) > 0 && base[0] != cur.Number {
+		if o.base != nil && *o.base != cur.Number {
 			return nil, fmt.Errorf("policies: %s: %w: the policy changed since version %d (now %d); diff %d..%d and retry",
-				action, ErrConflict, base[0], cur.Number, base[0], cur.Number)
+				action, ErrConflict, *o.base, cur.Number, *o.base, cur.Number)
+		}
+		if !o.approved && cur.Policy.Settings.Approvals.Enforce && a.Role != RoleAdmin && a.Source != SourceSystem && a.Source != SourceFile {
+			return nil, &ForbiddenError{Role: a.Role, Permission: PermAdmin,
+				What: "change the policy directly while settings.approvals.enforce is on: open a change request (POST /api/v1/changes)"}
 		}
 		next, err := change(cur.Policy.Clone())
 		if err != nil {
@@ -290,7 +342,7 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 		}
 		restoreSecrets(next, cur.Policy)
 		for p, whats := range requiredPermissions(cur.Policy, next) {
-			if !a.Role.Allows(p) {
+			if !o.approved && !a.Role.Allows(p) {
 				return nil, &ForbiddenError{Role: a.Role, Permission: p, What: strings.Join(whats, ", ")}
 			}
 		}
@@ -310,7 +362,7 @@ func (s *Service) commit(ctx context.Context, a Actor, action, target, comment s
 			Policy: next,
 		}
 		e := &AuditEntry{Time: now, Actor: a.Name, Role: a.Role, Source: a.Source, Remote: a.Remote,
-			Action: action, Target: target, Detail: comment}
+			Action: action, Target: target, Detail: comment, Emergency: o.emergency}
 		err = s.store.PutVersion(ctx, v, e)
 		if errors.Is(err, ErrConflict) {
 			// Another process stored a version meanwhile: back off a

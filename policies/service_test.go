@@ -26,7 +26,7 @@ func newFileService(t *testing.T) (*Service, *Engine, *FileStore) {
 	}
 	e, _ := testEngine(t)
 	e.setIndex(newTable())
-	s, err := NewService(t.Context(), ServiceConfig{Store: st, Engine: e, Logger: slog.New(slog.DiscardHandler)})
+	s, err := NewService(t.Context(), ServiceConfig{Store: st, Changes: st, Engine: e, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

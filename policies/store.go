@@ -104,6 +104,9 @@ type AuditEntry struct {
 	// Version is the policy version the change created, 0 when none.
 	Version int64  `json:"version,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+	// Emergency marks an admin's change applied without the approvals
+	// the approval rules ask for.
+	Emergency bool `json:"emergency,omitempty"`
 }
 
 // TokenRecord is a stored API token: never the token itself, only the

@@ -113,6 +113,24 @@ func check(p *Policy, table CategoryTable) []FieldError {
 		}
 	}
 
+	for _, k := range []struct {
+		kind string
+		rs   []Role
+	}{{"security", s.Approvals.Security}, {"network", s.Approvals.Network}, {"directory", s.Approvals.Directory}} {
+		kind, rs := k.kind, k.rs
+		seen := map[Role]bool{}
+		for i, r := range rs {
+			f := fmt.Sprintf("settings.approvals.%s[%d]", kind, i)
+			switch {
+			case r != RoleAdmin && r != RoleSecOps && r != RoleNetOps:
+				c.errf(f, "role %q cannot approve: want admin, secops or netops", r)
+			case seen[r]:
+				c.errf(f, "role %q listed twice", r)
+			}
+			seen[r] = true
+		}
+	}
+
 	groups := c.names("groups", len(p.Groups), func(i int) string { return p.Groups[i].Name })
 	users := c.names("users", len(p.Users), func(i int) string { return p.Users[i].Name })
 	locs := c.names("locations", len(p.Locations), func(i int) string { return p.Locations[i].Name })

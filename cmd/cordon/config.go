@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -28,6 +29,10 @@ type Config struct {
 	// Role is what this process runs: "all" (default), "edge" (proxy and
 	// DNS filter) or "control" (admin API, feed sync, reports).
 	Role string `yaml:"role"`
+	// Name identifies this process in the edge registry (GET
+	// /api/v1/edges) and in staged rollouts that name edges. Default the
+	// hostname (flag --name).
+	Name string `yaml:"name"`
 	// FailOpen lets an edge that has neither a cached nor a shared feed
 	// snapshot and policy serve traffic with an empty index and the default
 	// policy. Default false: such an edge refuses to start (fail closed).
@@ -136,6 +141,9 @@ func (c *Config) Validate() error {
 	case "all", "edge", "control":
 	default:
 		errs = append(errs, fmt.Errorf("role: %q is not all, edge or control", c.Role))
+	}
+	if len(c.Name) > 64 || strings.ContainsAny(c.Name, " \t\n/") {
+		errs = append(errs, fmt.Errorf("name: %q: want at most 64 characters without spaces or slashes", c.Name))
 	}
 	if err := c.Log.validate(); err != nil {
 		errs = append(errs, err)

@@ -286,6 +286,8 @@ func (g *gateway) openSnapshotStore() (categorizer.SnapshotStore, error) {
 // follows new versions.
 func (g *gateway) setupPolicies(ctx, bgctx context.Context) error {
 	var store policies.Store
+	var changes policies.ChangeStore
+	var edges policies.EdgeStore
 	if g.rdb != nil {
 		remote := polredis.New(g.rdb, polredis.Config{
 			Prefix: g.cfg.Redis.KeyPrefix + "policy", Logger: g.log,
@@ -294,14 +296,16 @@ func (g *gateway) setupPolicies(ctx, bgctx context.Context) error {
 			PollInterval: time.Second,
 		})
 		store = newCachedPolicyStore(remote, g.cfg.path("policy-cache.json"), g.log)
+		changes, edges = remote, remote
 	} else {
 		fs, err := policies.OpenFileStore(g.cfg.path("policy"))
 		if err != nil {
 			return fmt.Errorf("policy store: %w", err)
 		}
-		store = fs
+		store, changes = fs, fs
 	}
-	svc, err := policies.NewService(ctx, policies.ServiceConfig{Store: store, Engine: g.engine, Logger: g.log, Registerer: g.reg})
+	svc, err := policies.NewService(ctx, policies.ServiceConfig{Store: store, Changes: changes, Edges: edges, EdgeName: g.cfg.Name,
+		Engine: g.engine, Logger: g.log, Registerer: g.reg})
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
@@ -327,6 +331,21 @@ func (g *gateway) setupPolicies(ctx, bgctx context.Context) error {
 		g.log.Warn("no policy available; fail_open is set, the default action (allow) applies")
 	}
 	g.go_("policy-follow", func() error { return svc.Run(bgctx) })
+	// every process serves the running stage (edges decide with it, the
+	// control answers lookups with it)
+	g.go_("stage-follow", func() error { return svc.RunStage(bgctx) })
+	if g.serves("control") {
+		g.go_("stage-guard", func() error { return svc.RunStageGuard(bgctx, time.Second) })
+	}
+	if g.serves("traffic") {
+		hb := policies.HeartbeatConfig{Name: g.cfg.Name, Role: g.cfg.Role, FeedVersion: func() uint64 {
+			if ix := g.engine.Index(); ix != nil {
+				return ix.Version()
+			}
+			return 0
+		}}
+		g.go_("edge-heartbeat", func() error { return svc.RunHeartbeat(bgctx, hb) })
+	}
 	return nil
 }
 

@@ -13,8 +13,8 @@ import (
 
 // serveFlags are the command-line overrides of the config file.
 type serveFlags struct {
-	config, dataDir, redis, role, proxyListen, dnsListen, adminListen, logLevel string
-	checkConfig                                                                 bool
+	config, dataDir, redis, role, name, proxyListen, dnsListen, adminListen, logLevel string
+	checkConfig                                                                       bool
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,6 +24,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (default ./cordon-data)")
 	fs.StringVar(&f.redis, "redis", "", "Redis URL for shared state, e.g. redis://127.0.0.1:6379/0 (default: embedded state)")
 	fs.StringVar(&f.role, "role", "", "all, edge (proxy + DNS) or control (admin API, feed sync, reports) (default all)")
+	fs.StringVar(&f.name, "name", "", "this edge's name in the edge registry and in staged rollouts (default the hostname)")
 	fs.StringVar(&f.proxyListen, "proxy-listen", "", "HTTP/HTTPS proxy address (default :3128)")
 	fs.StringVar(&f.dnsListen, "dns-listen", "", "DNS filter UDP and TCP address (default :5353)")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "admin API, PAC, DoH, reports and metrics address (default 127.0.0.1:8080)")
@@ -85,6 +86,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
+// defaultName is the hostname, or "cordon" when it cannot be read.
+func defaultName() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "cordon"
+}
+
 // load builds the configuration: defaults, then the file, then flags.
 func (f serveFlags) load() (Config, error) {
 	cfg := defaultConfig()
@@ -101,6 +110,7 @@ func (f serveFlags) load() (Config, error) {
 	set(&cfg.DataDir, f.dataDir)
 	set(&cfg.Redis.URL, f.redis)
 	set(&cfg.Role, f.role)
+	set(&cfg.Name, f.name)
 	set(&cfg.Proxy.Listen, f.proxyListen)
 	set(&cfg.DNS.Listen, f.dnsListen)
 	set(&cfg.Admin.Listen, f.adminListen)
@@ -109,6 +119,9 @@ func (f serveFlags) load() (Config, error) {
 		cfg.Redis.Addrs = nil
 	}
 	cfg.applyDataDir()
+	if cfg.Name == "" {
+		cfg.Name = defaultName()
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}

@@ -4,7 +4,9 @@
 // version is announced on a pub/sub channel; edges reload it at once, and a
 // periodic check catches announcements missed during a disconnection.
 //
-// It implements policies.Store and owns nothing else. Durability is Redis's:
+// It implements policies.Store, policies.ChangeStore (change requests,
+// their comments and approvals, the running stage, announced on its own
+// channel) and policies.EdgeStore (edge heartbeats), and owns nothing else. Durability is Redis's:
 // run it with appendonly yes and appendfsync always (or replicas) for a
 // write to survive a crash once acknowledged.
 package redisstore
@@ -47,6 +49,7 @@ type Store struct {
 
 type keys struct {
 	current, versions, audit, tokens, reviews, channel string
+	changes, changeRevs, stage, stageChannel, edges    string
 	version                                            func(n int64) string
 }
 
@@ -72,7 +75,13 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 		tokens:   tag + ":tokens",
 		reviews:  tag + ":reviews",
 		channel:  cfg.Prefix + ":policies:version",
-		version:  func(n int64) string { return tag + ":version:" + strconv.FormatInt(n, 10) },
+		// change requests and the stage share the hash tag (scripts)
+		changes:      tag + ":changes",
+		changeRevs:   tag + ":change-revs",
+		stage:        tag + ":stage",
+		stageChannel: cfg.Prefix + ":policies:stage",
+		edges:        "{" + cfg.Prefix + ":edges}:heartbeats",
+		version:      func(n int64) string { return tag + ":version:" + strconv.FormatInt(n, 10) },
 	}}
 }
 
@@ -345,4 +354,163 @@ func (s *Store) Watch(ctx context.Context, fn func(int64)) error {
 			poll()
 		}
 	}
+}
+
+// --- change requests, stage, edges ---
+
+var (
+	_ policies.ChangeStore = (*Store)(nil)
+	_ policies.EdgeStore   = (*Store)(nil)
+)
+
+// putChange stores a change only if its stored revision is ARGV[2]
+// (0: new).
+var putChange = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+local rev = tonumber(cur or '0')
+if rev ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return 1
+`)
+
+// PutChange implements policies.ChangeStore.
+func (s *Store) PutChange(ctx context.Context, c *policies.ChangeRequest, prev int64) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return wrap("encode change", err)
+	}
+	ok, err := putChange.Run(ctx, s.rdb, []string{s.keys.changes, s.keys.changeRevs}, c.ID, prev, b, c.Rev).Int()
+	if err != nil {
+		return wrap("put change", err)
+	}
+	if ok == 0 {
+		return policies.ErrConflict
+	}
+	return nil
+}
+
+// GetChange implements policies.ChangeStore.
+func (s *Store) GetChange(ctx context.Context, id string) (*policies.ChangeRequest, error) {
+	c, err := hget[*policies.ChangeRequest](ctx, s, s.keys.changes, id)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ListChanges implements policies.ChangeStore.
+func (s *Store) ListChanges(ctx context.Context) ([]*policies.ChangeRequest, error) {
+	cs, err := hall[*policies.ChangeRequest](ctx, s, s.keys.changes)
+	slices.SortFunc(cs, func(a, b *policies.ChangeRequest) int { return a.Created.Compare(b.Created) })
+	return cs, err
+}
+
+// GetStage implements policies.ChangeStore.
+func (s *Store) GetStage(ctx context.Context) (*policies.Stage, error) {
+	b, err := s.rdb.Get(ctx, s.keys.stage).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, policies.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("get stage", err)
+	}
+	var st *policies.Stage
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, wrap("decode stage", err)
+	}
+	if st == nil {
+		return nil, policies.ErrNotFound
+	}
+	return st, nil
+}
+
+// putStage replaces the stage only if the running one belongs to change
+// ARGV[1] ("" : none), and announces it.
+var putStage = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+local owner = ''
+if cur then owner = cjson.decode(cur)['change_id'] or '' end
+if owner ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`)
+
+// PutStage implements policies.ChangeStore.
+func (s *Store) PutStage(ctx context.Context, st *policies.Stage, prev string) error {
+	var b []byte
+	id := ""
+	if st != nil {
+		var err error
+		if b, err = json.Marshal(st); err != nil {
+			return wrap("encode stage", err)
+		}
+		id = st.ChangeID
+	}
+	ok, err := putStage.Run(ctx, s.rdb, []string{s.keys.stage}, prev, b, s.keys.stageChannel, id).Int()
+	if err != nil {
+		return wrap("put stage", err)
+	}
+	if ok == 0 {
+		return policies.ErrConflict
+	}
+	return nil
+}
+
+// WatchStage implements policies.ChangeStore: pub/sub announcements, and a
+// read every PollInterval for the ones missed while reconnecting.
+func (s *Store) WatchStage(ctx context.Context, fn func()) error {
+	sub := s.rdb.Subscribe(ctx, s.keys.stageChannel)
+	defer sub.Close()
+	ch := sub.Channel()
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	fn()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-ch:
+			if !ok {
+				return wrap("watch stage", errors.New("subscription closed"))
+			}
+			fn()
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
+// edgeTTL drops heartbeats of edges gone for a day from the registry.
+const edgeTTL = 24 * time.Hour
+
+// PutEdge implements policies.EdgeStore.
+func (s *Store) PutEdge(ctx context.Context, e policies.EdgeStatus) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return wrap("encode edge", err)
+	}
+	if err := s.rdb.HSet(ctx, s.keys.edges, e.Name, b).Err(); err != nil {
+		return wrap("put edge", err)
+	}
+	return nil
+}
+
+// ListEdges implements policies.EdgeStore; edges silent for a day are
+// removed.
+func (s *Store) ListEdges(ctx context.Context) ([]policies.EdgeStatus, error) {
+	es, err := hall[policies.EdgeStatus](ctx, s, s.keys.edges)
+	if err != nil {
+		return nil, err
+	}
+	out := es[:0]
+	for _, e := range es {
+		if time.Since(e.LastHeartbeat) > edgeTTL {
+			s.rdb.HDel(ctx, s.keys.edges, e.Name)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
