@@ -190,8 +190,8 @@ func ActorFrom(ctx context.Context) (Actor, bool) {
 	return a, ok
 }
 
-// ClientHeader marks requests made by the Cordon CLI (audited as source
-// "cli").
+// ClientHeader marks requests made by the Cordon CLI ("cli", audited as
+// source "cli") and by the admin console ("console", source "console").
 const ClientHeader = "X-Cordon-Client"
 
 func (a *API) auth(perm Permission, h http.Handler) http.Handler {
@@ -218,8 +218,11 @@ func (a *API) auth(perm Permission, h http.Handler) http.Handler {
 			return
 		}
 		src := SourceAPI
-		if r.Header.Get(ClientHeader) == "cli" {
+		switch r.Header.Get(ClientHeader) {
+		case "cli":
 			src = SourceCLI
+		case "console":
+			src = SourceConsole
 		}
 		act := Actor{Name: rec.Name, Role: rec.Role, Source: src, Remote: remoteHost(r.RemoteAddr)}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, act)))
@@ -633,6 +636,7 @@ func (a *API) registerRoutes() {
 	a.registerTokensAuditReviews()
 	a.registerChanges()
 	a.handle("GET", p+"/lookup", PermRead, a.lookup)
+	a.handle("GET", p+"/me", PermRead, a.me)
 }
 
 // userBody is a user as written through the API: a plain password is
@@ -1075,7 +1079,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request, _ Actor) error {
 
 // policiesPaths are the path prefixes this package serves; the rest of
 // the document belongs to routes other rooms mount.
-var policiesPaths = []string{"/openapi.json", "/policy", "/users", "/groups", "/locations", "/lists", "/tokens", "/audit", "/reviews", "/lookup", "/changes", "/edges"}
+var policiesPaths = []string{"/openapi.json", "/policy", "/users", "/groups", "/locations", "/lists", "/tokens", "/audit", "/reviews", "/lookup", "/changes", "/edges", "/me"}
 
 // OwnedByPolicies reports whether an /api/v1 path belongs to this
 // package's own routes (for the OpenAPI check).

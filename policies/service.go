@@ -423,7 +423,7 @@ func checkActor(a Actor) error {
 		return fmt.Errorf("policies: %w: unknown role %q", ErrForbidden, a.Role)
 	}
 	switch a.Source {
-	case SourceAPI, SourceCLI, SourceFile, SourceSystem, SourcePage:
+	case SourceAPI, SourceCLI, SourceFile, SourceSystem, SourcePage, SourceConsole:
 		return nil
 	}
 	return fmt.Errorf("policies: %w: unknown source %q", ErrBadRequest, a.Source)

@@ -65,6 +65,9 @@ const (
 	SourceFile   Source = "file"
 	SourceSystem Source = "system"
 	SourcePage   Source = "page" // block page (review requests)
+	// SourceConsole is the admin console at /ui/ (an API call made for a
+	// signed-in operator).
+	SourceConsole Source = "console"
 )
 
 // VersionInfo is the metadata of one policy version.
