@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/cordon-gw/cordon/internal/webui"
 )
 
 //go:embed templates/*.html
@@ -46,10 +48,14 @@ type pageData struct {
 	Groups    *barChart
 	Locations *barChart
 	Generated time.Time
+	// CSS and Nav are the look and the navigation shared with the admin
+	// console.
+	CSS template.CSS
+	Nav template.HTML
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, rep *Report, q Query) {
-	d := pageData{Rep: rep, Scope: rep.Scope, Subject: rep.Subject, Generated: h.r.Now().UTC()}
+	d := pageData{Rep: rep, Scope: rep.Scope, Subject: rep.Subject, Generated: h.r.Now().UTC(), CSS: webui.CSS(), Nav: webui.Nav("reports")}
 	if rep.Scope == ScopeAll.String() {
 		d.Title = "Overview"
 	} else {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cordon-gw/cordon/policies"
+	"github.com/cordon-gw/cordon/policies/console"
 )
 
 // adminMux routes the admin listener: health, metrics, the policy API, PAC
@@ -37,8 +37,12 @@ func (g *gateway) adminMux() http.Handler {
 		for _, r := range g.reportsH.PageRoutes() {
 			mux.Handle(r.Method+" "+r.Pattern, g.requireToken(policies.PermRead, r.Handler))
 		}
-		mux.HandleFunc("GET /reports/login", g.loginPage)
-		mux.HandleFunc("POST /reports/login", g.login)
+		// One sign-in for the console and the report pages.
+		mux.HandleFunc("GET /reports/login", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, console.LoginURL(safeNext(r.URL.Query().Get("next"))), http.StatusSeeOther)
+		})
+		mux.Handle(console.Prefix, g.console)
+		mux.Handle("GET /ui", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
 	}
 	if g.proxy != nil {
 		pac := g.proxy.PACHandler()
@@ -60,22 +64,21 @@ func (g *gateway) adminMux() http.Handler {
 	return mux
 }
 
-const tokenCookie = "cordon_token"
-
 // requireToken admits a request carrying an API token whose role has perm:
-// as a bearer header (API clients, curl) or as the cookie set by the login
-// form (browsers). Browsers without one are sent to the login form.
+// as a bearer header (API clients, curl) or through the admin console's
+// session (browsers signed in at /ui/login). Browsers without one are sent
+// to the console's sign-in page and come back afterwards.
 func (g *gateway) requireToken(perm policies.Permission, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := ""
 		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
 			tok = strings.TrimSpace(strings.TrimPrefix(a, "Bearer "))
-		} else if c, err := r.Cookie(tokenCookie); err == nil {
-			tok = c.Value
+		} else if g.console != nil {
+			tok, _ = g.console.Token(r)
 		}
 		if tok == "" {
 			if strings.Contains(r.Header.Get("Accept"), "text/html") {
-				http.Redirect(w, r, "/reports/login?next="+template.URLQueryEscaper(r.URL.RequestURI()), http.StatusSeeOther)
+				http.Redirect(w, r, console.LoginURL(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cordon"`)
@@ -102,60 +105,10 @@ func (g *gateway) requireToken(perm policies.Permission, h http.Handler) http.Ha
 	})
 }
 
-var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Cordon · sign in</title>
-<style>
-body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f3f5f8;color:#17202c}
-header{background:#17202c;color:#fff;padding:14px 28px;font-weight:700}
-main{max-width:420px;margin:72px auto;background:#fff;border:1px solid #dde2ea;border-radius:10px;padding:28px}
-label{display:block;font-weight:600;margin-bottom:6px}
-input{width:100%;box-sizing:border-box;padding:9px 10px;border:1px solid #c5ccd8;border-radius:6px;font:inherit}
-button{margin-top:16px;background:#2f6fdf;color:#fff;border:0;border-radius:6px;padding:9px 16px;font:inherit;cursor:pointer}
-.err{color:#c0392b}
-</style></head><body><header>Cordon</header><main>
-<h1 style="font-size:20px;margin-top:0">Sign in to reports</h1>
-{{if .Error}}<p class="err">{{.Error}}</p>{{end}}
-<form method="post" action="/reports/login">
-<input type="hidden" name="next" value="{{.Next}}">
-<label for="token">API token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
-</form>
-<p style="color:#5b6577;font-size:13px">Any token works (auditor and up). The first admin token is in <code>&lt;data-dir&gt;/admin.token</code>.</p>
-</main></body></html>`))
-
+// safeNext keeps a sign-in redirect on this site.
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
 		return "/reports"
 	}
 	return next
-}
-
-func (g *gateway) loginPage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	loginTmpl.Execute(w, map[string]string{"Next": safeNext(r.URL.Query().Get("next"))})
-}
-
-func (g *gateway) login(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	tok, next := r.PostForm.Get("token"), safeNext(r.PostForm.Get("next"))
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	rec, err := g.service.AuthenticateToken(ctx, tok)
-	cancel()
-	if err != nil || !rec.Role.Allows(policies.PermRead) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		loginTmpl.Execute(w, map[string]string{"Next": next, "Error": "That token is not valid."})
-		return
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: tokenCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: r.TLS != nil, MaxAge: int((12 * time.Hour).Seconds()),
-	})
-	http.Redirect(w, r, next, http.StatusSeeOther)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/cordon-gw/cordon/categorizer"
 	catredis "github.com/cordon-gw/cordon/categorizer/redisstore"
 	"github.com/cordon-gw/cordon/policies"
+	"github.com/cordon-gw/cordon/policies/console"
 	polredis "github.com/cordon-gw/cordon/policies/redisstore"
 	"github.com/cordon-gw/cordon/proxy"
 	"github.com/cordon-gw/cordon/proxy/dnsfilter"
@@ -43,6 +44,7 @@ type gateway struct {
 	engine   *policies.Engine
 	service  *policies.Service
 	api      *policies.API
+	console  *console.Console
 	snaps    categorizer.SnapshotStore
 	syncer   *categorizer.Syncer
 	seen     *categorizer.NewlySeen
@@ -471,6 +473,9 @@ func (g *gateway) setupAdmin() error {
 			if err := g.api.AddOpenAPI(feedsOpenAPI); err != nil {
 				return fmt.Errorf("admin api: feeds openapi: %w", err)
 			}
+		}
+		if g.console, err = console.New(console.Config{API: g.api, Logger: g.log}); err != nil {
+			return fmt.Errorf("admin console: %w", err)
 		}
 	}
 	g.adminLn, err = net.Listen("tcp", g.cfg.Admin.Listen)
