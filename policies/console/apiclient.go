@@ -139,3 +139,11 @@ func notFound(err error) bool {
 	e, ok := err.(*APIError)
 	return ok && e.Status == http.StatusNotFound
 }
+
+// decodeJSON decodes an API answer.
+func decodeJSON(rec *recorder, out any) error {
+	if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
+		return fmt.Errorf("console: decode API answer: %w", err)
+	}
+	return nil
+}

@@ -339,9 +339,10 @@ func TestForms(t *testing.T) {
 		t.Fatalf("review after accept = %+v", rs)
 	}
 	n := e.svc.Current().Number
-	step("/ui/policy/versions/1", "/ui/policy/rollback", url.Values{"version": {"1"}, "comment": {"undo the directory edits"}}, "Rolled back to version 1")
-	if cur := e.svc.Current(); cur.Number != n+1 || cur.RollbackOf != 1 || len(cur.Policy.Lists) != 2 {
-		t.Fatalf("after rollback: version %d rollback_of %d", cur.Number, cur.RollbackOf)
+	step("/ui/policy/versions/1", "/ui/policy/rollback", url.Values{"version": {"1"}, "comment": {"undo the directory edits"}}, "Change request opened to roll back to version 1")
+	chs, err := e.svc.Changes(t.Context(), "")
+	if err != nil || len(chs) != 1 || chs[0].Title != "Roll back to version 1" || chs[0].Reason != "undo the directory edits" || e.svc.Current().Number != n {
+		t.Fatalf("rollback from the console = %+v %v (live v%d, was v%d): want an open change request and the live version kept", chs, err, e.svc.Current().Number, n)
 	}
 	// Bad input comes back with the API's message and its status.
 	b.page("/ui/locations")
@@ -355,8 +356,8 @@ func TestForms(t *testing.T) {
 		t.Errorf("audit filtered by console source is wrong")
 	}
 	body = b.page("/ui/audit?since=2000-01-02T15:04")
-	if !strings.Contains(body, "policy.rollback") {
-		t.Errorf("audit since 2000 lacks the rollback")
+	if !strings.Contains(body, "change.open") {
+		t.Errorf("audit since 2000 lacks the rollback change request")
 	}
 	if res, _ := b.get("/ui/audit?since=yesterday"); res.StatusCode != http.StatusBadRequest {
 		t.Errorf("audit since=yesterday = %d, want 400", res.StatusCode)

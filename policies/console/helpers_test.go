@@ -99,7 +99,7 @@ func newEnv(t *testing.T) *env {
 	if err := engine.SetIndex(ix); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := policies.NewService(t.Context(), policies.ServiceConfig{Store: st, Engine: engine, Logger: logger})
+	svc, err := policies.NewService(t.Context(), policies.ServiceConfig{Store: st, Changes: st, Engine: engine, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

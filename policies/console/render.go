@@ -32,6 +32,8 @@ var funcs = template.FuncMap{
 	"prev":      func(n int64) int64 { return n - 1 },
 	"reviewCtx": func(v *view, r policies.Review) reviewCtx { return reviewCtx{V: v, R: r} },
 	"list":      func(s ...string) []string { return s },
+	"int64":     func(n int) int64 { return int64(n) },
+	"rateStr":   rateStr,
 	"plural":    plural,
 	"yamlPre":   yamlLines,
 	"cond":      ruleConditions,
