@@ -234,7 +234,7 @@ type effectRow struct {
 }
 
 type ruleEffectRow struct {
-	Rule                                               string
+	Rule                                                string
 	StagedRequests, StagedBlocked, RestReq, RestBlocked int64
 }
 
