@@ -27,6 +27,9 @@ package main
 //     following the PAC's failover order: no request fails.
 //   - EdgeKilledPACFailover: the PAC evaluated in node gives both edges in
 //     order; the first edge killed (SIGKILL), clients fail over to the next.
+//   - ChangeApprovals and StagedRollout: change requests, approvals,
+//     rebase conflicts, emergency changes and a staged rollout by location
+//     (fault_changes_test.go).
 //
 // Every wait is bounded; the only time limits asserted are generous safety
 // bounds. The measured figures are logged and, with
@@ -86,7 +89,7 @@ const (
 // origin (the local DNS upstream answers 127.0.0.1 for every name).
 var faultHosts = []string{
 	"allowed.test", "outage.test", "policy-change.test", "after-outage.test", "feed-update.test",
-	"after-cached-start.test", "rolling.test", "failover.test",
+	"after-cached-start.test", "rolling.test", "failover.test", "staged.test", "emergency.test", "bypass.test",
 }
 
 // TestFaultTolerance runs the scenarios in order on one cluster; each
@@ -100,6 +103,8 @@ func TestFaultTolerance(t *testing.T) {
 		noHeal bool // runs on the state the previous scenario left
 	}{
 		{"PolicyChange", c.policyChange, false},
+		{"ChangeApprovals", c.changeApprovals, false},
+		{"StagedRollout", c.stagedRollout, false},
 		{"FeedSnapshotUnderLoad", c.feedSnapshotUnderLoad, false},
 		{"CorruptSnapshot", c.corruptSnapshot, false},
 		{"CorruptSnapshotEdgeRestart", c.corruptSnapshotEdgeRestart, true},
@@ -151,6 +156,7 @@ type faultCluster struct {
 
 	clientsMu sync.Mutex
 	clients   map[string]*http.Client
+	tokens    map[string]string // person → API token (fault_changes_test.go)
 
 	// answered counts every request an edge answered (each one is an
 	// access event the reports must count); perHost by host.
@@ -308,7 +314,7 @@ func (c *faultCluster) writeConfig(t *testing.T, name, upstream string, control 
 func (c *faultCluster) start(t *testing.T, p *faultProc) {
 	t.Helper()
 	args := []string{"serve", "--role", p.role, "--redis", c.redis.URL(), "--data-dir", p.dataDir,
-		"--config", p.config, "--admin-listen", p.admin}
+		"--config", p.config, "--admin-listen", p.admin, "--name", p.name}
 	if p.role == "edge" {
 		args = append(args, "--proxy-listen", p.proxy, "--dns-listen", p.dns)
 	}
@@ -932,6 +938,22 @@ func (c *faultCluster) checkTotals(t *testing.T, scenario string) {
 // host: the proxies in the order a browser tries them.
 func (c *faultCluster) pacOrder(t *testing.T, p *faultProc, host string) []string {
 	t.Helper()
+	res := c.evalPAC(t, p, host)
+	var proxies []string
+	for _, part := range strings.Split(res, ";") {
+		part = strings.TrimSpace(part)
+		addr, ok := strings.CutPrefix(part, "PROXY ")
+		if !ok {
+			t.Fatalf("FindProxyForURL(%s) = %q: %q is not a PROXY entry (fail closed: no DIRECT)", host, res, part)
+		}
+		proxies = append(proxies, addr)
+	}
+	return proxies
+}
+
+// evalPAC returns FindProxyForURL of p's PAC for http://host/, run in node.
+func (c *faultCluster) evalPAC(t *testing.T, p *faultProc, host string) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("the PAC is evaluated in node, which is not on PATH: %v", err)
@@ -969,16 +991,7 @@ func (c *faultCluster) pacOrder(t *testing.T, p *faultProc, host string) []strin
 	if err := json.Unmarshal(out, &res); err != nil || len(res) != 1 {
 		t.Fatalf("node output %q: %v", out, err)
 	}
-	var proxies []string
-	for _, part := range strings.Split(res[0], ";") {
-		part = strings.TrimSpace(part)
-		addr, ok := strings.CutPrefix(part, "PROXY ")
-		if !ok {
-			t.Fatalf("FindProxyForURL(%s) = %q: %q is not a PROXY entry (fail closed: no DIRECT)", host, res[0], part)
-		}
-		proxies = append(proxies, addr)
-	}
-	return proxies
+	return res[0]
 }
 
 // pacRoute turns a PAC order into a client route, with the edges' DNS
