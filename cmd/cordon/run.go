@@ -37,6 +37,7 @@ func commands() []command {
 		{"serve", "run the gateway: HTTP/HTTPS proxy, DNS filter, admin API", runServe},
 		{"feeds", "sync feeds and show their status (feeds sync|status)", runFeeds},
 		{"policy", "validate, apply, diff, roll back and list policy versions", runPolicy},
+		{"change", "change requests: open, list, show, approve, reject, apply, rebase, promote, abort", runChange},
 		{"report", "print a browsing report (report user NAME --since 24h)", runReport},
 		{"loadtest", "drive load through a proxy or DNS server (loadtest http|dns|origin)", runLoadtest},
 		{"ca", "manage the TLS inspection CA (ca init)", runCA},

@@ -23,6 +23,10 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return policies.RunCLI(ctx, args, stdout, stderr)
 }
 
+func runChange(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return policies.RunChangeCLI(ctx, args, stdout, stderr)
+}
+
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return reports.ReportCLI(ctx, args, stdout, stderr)
 }
