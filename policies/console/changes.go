@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cordon-gw/cordon/policies"
 )
@@ -20,6 +21,8 @@ type overviewChanges struct {
 	Edges      []policies.EdgeStatus
 	HasEdges   bool
 	StaleAfter string
+	// Now is the page's clock, for relative times in the partials.
+	Now time.Time
 }
 
 // changeRow is a change request in a list.
@@ -56,6 +59,7 @@ func (c *Console) changes(r *http.Request, s *session, state string) ([]*policie
 // overviewChangesFor reads the change requests still in flight and the
 // edge registry, where the API has them.
 func (c *Console) overviewChangesFor(r *http.Request, s *session, d *overviewChanges) error {
+	d.Now = c.now()
 	all, ok, err := c.changes(r, s, "")
 	if err != nil || !ok {
 		return err

@@ -87,6 +87,9 @@ func TestChangeFlow(t *testing.T) {
 	if e.svc.Current().Number != live {
 		t.Fatalf("staging changed the live version")
 	}
+	if ov := sec.page("/ui/"); !strings.Contains(ov, "Block the casino mirror") || !strings.Contains(ov, `<span class="badge staged">staged</span>`) || !strings.Contains(ov, "edge-paris") {
+		t.Errorf("overview during the stage lacks the change in flight or the edge")
+	}
 	res, _ = sec.post("/ui/changes/"+id+"/promote", url.Values{}, true)
 	page = sec.follow(res)
 	if cur := e.svc.Current(); cur.Number != live+1 || !strings.Contains(page, "Promoted") || !strings.Contains(page, `<span class="badge applied">applied</span>`) {

@@ -249,7 +249,7 @@ func TestPagesRender(t *testing.T) {
 		path string
 		has  []string
 	}{
-		{"/ui/", []string{"Overview", `id="live-version">v1`, "casino.example", "Reports are not available on this server"}},
+		{"/ui/", []string{"Overview", `id="live-version">v1`, "casino.example", "Reports are not available on this server", "edge-paris", `<span class="edge-version">v1</span>`, "No change is waiting"}},
 		{"/ui/policy", []string{`<span class="badge live">version 1</span>`, "students-gambling", `<span class="badge monitor"`, "first policy", "corporate-allow · allow"}},
 		{"/ui/policy/yaml", []string{`<span class="k">rules:</span>`, "students-gambling"}},
 		{"/ui/policy/versions", []string{"v1", "first policy", `name="from"`}},

@@ -99,7 +99,8 @@ func newEnv(t *testing.T) *env {
 	if err := engine.SetIndex(ix); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := policies.NewService(t.Context(), policies.ServiceConfig{Store: st, Changes: st, Engine: engine, Logger: logger})
+	edges := &policies.MemoryEdges{}
+	svc, err := policies.NewService(t.Context(), policies.ServiceConfig{Store: st, Changes: st, Edges: edges, Engine: engine, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +137,10 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	if _, err := svc.Put(t.Context(), system, doc, "first policy"); err != nil {
+		t.Fatal(err)
+	}
+	// One edge has reported (the heartbeat this process would send).
+	if err := edges.PutEdge(t.Context(), svc.Heartbeat(policies.HeartbeatConfig{Name: "edge-paris", Role: "edge", FeedVersion: func() uint64 { return 1 }})); err != nil {
 		t.Fatal(err)
 	}
 	return e
