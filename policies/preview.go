@@ -34,9 +34,11 @@ type eventRing struct {
 
 func newEventRing(n int) *eventRing { return &eventRing{buf: make([]recentEvent, n)} }
 
-// Record keeps a copy of ev for impact previews. It never blocks: when
-// another goroutine holds the ring the event is dropped and counted. It
-// satisfies the adapters' EventSink.
+// Record counts ev for the observed effect of stages and the edge
+// heartbeat (by policy version, under a short lock), and keeps a copy for
+// impact previews: when another goroutine holds the preview ring the copy
+// is dropped and counted. It never waits on I/O. It satisfies the
+// adapters' EventSink.
 func (s *Service) Record(ev *AccessEvent) {
 	if ev == nil {
 		return
