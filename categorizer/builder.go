@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/gaissmai/bart"
 )
@@ -369,6 +370,10 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 	for i := range b.nodes.slots {
 		b.nodes.slots[i].val = vals[i]
 	}
+	if len(ix.attrs) > attrMask {
+		return nil, fmt.Errorf("categorizer: build: %d attribute sets, at most %d", len(ix.attrs), attrMask)
+	}
+	ix.established = b.markEstablished()
 	ix.domains = b.nodes
 	b.nodes = newTable(0)
 	b.recs = nil
@@ -422,6 +427,35 @@ func (b *Builder) Build(version uint64) (*Index, error) {
 	}
 	ix.cidrCount = len(pfxs)
 	return ix, nil
+}
+
+// markEstablished sets establishedBit on the registrable domain of every
+// domain entry of a non-threat feed (exceptions excluded) and returns how
+// many registrable domains it marked. The registrable domain is in the
+// table: the entry itself or one of the parents addDomain inserted.
+func (b *Builder) markEstablished() int {
+	n := 0
+	last := ""
+	for i := range b.recs {
+		r := &b.recs[i]
+		if r.exception || b.feeds[r.feed].threat >= 0 {
+			continue
+		}
+		// Cheap repeat check: feeds list many names of one domain in a row.
+		if last != "" && (r.name == last || strings.HasSuffix(r.name, "."+last) && !longerRegistrable(r.name, last)) {
+			continue
+		}
+		d := RegistrableDomain(r.name)
+		if d == "" {
+			continue
+		}
+		last = d
+		if sl := b.nodes.find(hashName(d)); sl != nil && sl.val&establishedBit == 0 {
+			sl.val |= establishedBit
+			n++
+		}
+	}
+	return n
 }
 
 func comparePrefix(x, y netip.Prefix) int {

@@ -3,9 +3,12 @@
 // plain domains, AdBlock/AdGuard DNS rules, UT1 category directories,
 // URL lists, IP/CIDR lists), the compact immutable Index that answers
 // Lookup(host, path, ip) without allocating, GeoIP countries (Geo), the
-// newly-seen-domain tracker (NewlySeen), the versioned Snapshot encoding
-// with its SnapshotStore interface (a file store lives here, the Redis
-// store in categorizer/redisstore), the Syncer that downloads, validates,
+// newly-seen-domain tracker (NewlySeen) with its baseline of established
+// domains (DomainSet, PopularDomains) and its learning period, the
+// versioned Snapshot encoding with its SnapshotStore interface (a file
+// store lives here, the Redis store in categorizer/redisstore), the one
+// host normalization every adapter shares (CanonicalHost), the Syncer
+// that downloads, validates,
 // compiles and publishes feeds, and the bundled default feeds embedded in
 // the binary.
 //

@@ -57,7 +57,7 @@ func (ix *Index) Explain(host, path string, ip netip.Addr) Explanation {
 	if name != "" {
 		suffixHashes(name, func(key uint64, start int, full bool) {
 			val, ok := ix.domains.get(key)
-			id := val &^ childBit
+			id := val & attrMask
 			if !ok || id == 0 {
 				return
 			}

@@ -41,6 +41,44 @@ func StatusHandler(status func() []FeedStatus, now func() time.Time) http.Handle
 	})
 }
 
+// LearningUntilHeader is the header of the feed status answer that says
+// when the newly-seen learning period ends: an RFC 3339 time, "unknown"
+// while the first-seen store has not answered, or "off".
+const LearningUntilHeader = "Cordon-Newly-Seen-Learning-Until"
+
+// LearningHeader sets LearningUntilHeader from n (nil: "off") on every
+// answer of h.
+func LearningHeader(n *NewlySeen, now func() time.Time, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := "off"
+		if _, end, ok, off := n.Learning(); ok {
+			v = end.Format(time.RFC3339)
+		} else if !off {
+			v = "unknown"
+		}
+		w.Header().Set(LearningUntilHeader, v)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// NewlySeenHandler serves the newly-seen state (mounted at
+// /api/v1/feeds/newly_seen): GET answers n.Info: the window, the learning
+// period and the size of each baseline source. n nil answers the
+// category as disabled; now nil means time.Now.
+func NewlySeenHandler(n *NewlySeen, now func() time.Time) http.Handler {
+	if now == nil {
+		now = time.Now
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSONError(w, http.StatusMethodNotAllowed, "method not allowed")
+			return
+		}
+		writeJSON(w, http.StatusOK, n.Info(now()))
+	})
+}
+
 // LookupResult is the answer of the lookup API.
 type LookupResult struct {
 	Explanation

@@ -18,8 +18,9 @@ type Index struct {
 	attrs     []attr
 	attrFeeds []uint64 // per attr: mask of contributing feed IDs (Explain)
 
-	domains     table // domain key → attr ID | childBit
+	domains     table // domain key → attr ID | childBit | establishedBit
 	domainCount int   // listed domains (the table also holds their parents)
+	established int   // registrable domains marked with establishedBit
 
 	urlHosts  table // host key → urlGroups index
 	urlGroups []urlGroup
@@ -116,6 +117,14 @@ func (ix *Index) Lookup(host, path string, ip netip.Addr) Verdict {
 // childBit marks a domain table value whose name has listed names below it.
 const childBit = 1 << 31
 
+// establishedBit marks the domain table value of a registrable domain
+// listed, itself or below it, by a non-threat feed: the feeds part of the
+// newly-seen baseline (Established).
+const establishedBit = 1 << 30
+
+// attrMask extracts the attribute set ID of a domain table value.
+const attrMask = establishedBit - 1
+
 // matchDomain applies the entry of one suffix and reports whether names
 // below it are listed, with the filter of their keys.
 func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) (bool, uint32) {
@@ -124,7 +133,7 @@ func (ix *Index) matchDomain(key uint64, self bool, v *Verdict) (bool, uint32) {
 		return false, 0
 	}
 	val := sl.val
-	a := &ix.attrs[val&^childBit]
+	a := &ix.attrs[val&attrMask]
 	if a.cut {
 		v.Categories, v.Threats = 0, 0
 	}
@@ -203,6 +212,25 @@ func (ix *Index) Version() uint64 { return ix.version }
 // Len is the number of distinct entries: domains, URL prefixes and IP
 // prefixes.
 func (ix *Index) Len() int { return ix.domainCount + len(ix.urlPaths) + ix.cidrCount }
+
+// Established reports whether the registrable domain d (normalized, as
+// RegistrableDomain returns it) is listed, itself or by a name below it,
+// by a non-threat feed of the Index: such a domain is part of the
+// newly-seen baseline. A domain only threat feeds list is not: being on a
+// malware list says nothing about its age. It allocates nothing.
+func (ix *Index) Established(d string) bool { return ix.establishedKey(hashName(d)) }
+
+func (ix *Index) establishedKey(key uint64) bool {
+	if ix == nil || ix.established == 0 {
+		return false
+	}
+	sl := ix.domains.find(key)
+	return sl != nil && sl.val&establishedBit != 0
+}
+
+// EstablishedCount is the number of registrable domains Established
+// reports.
+func (ix *Index) EstablishedCount() int { return ix.established }
 
 // Feeds describes the feeds compiled into the Index. The slice must not be
 // modified.

@@ -2,11 +2,14 @@ package categorizer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +32,20 @@ type NewlySeenConfig struct {
 	// Window: a registrable domain first seen less than this long ago is
 	// newly seen. Default 24h.
 	Window time.Duration `yaml:"window"`
+	// Learning is the learning period after the first start of the
+	// installation (recorded in the first-seen store: the data directory,
+	// or Redis for every edge): domains first seen during it are recorded
+	// but never newly seen. Zero means 168h (7 days); negative turns the
+	// learning period off.
+	Learning time.Duration `yaml:"learning"`
+	// Established lists domains that are never newly seen (each reduced
+	// to its registrable domain), added to the baseline of the bundled
+	// popularity list and the domains of the non-threat feeds.
+	Established []string `yaml:"established"`
+	// EstablishedFiles are files of such domains: one name per line, or
+	// "rank,domain" lines as in the Umbrella and Tranco top lists; '#'
+	// comments; gzip-compressed when the name ends in .gz. Read at start.
+	EstablishedFiles []string `yaml:"established_files"`
 	// MaxDomains bounds the domains held in memory; beyond it the oldest
 	// half is forgotten (they may count as new again). Default 2,000,000.
 	MaxDomains int `yaml:"max_domains"`
@@ -37,15 +54,22 @@ type NewlySeenConfig struct {
 	QueueSize int `yaml:"queue_size"`
 }
 
+// DefaultLearning is the learning period when NewlySeenConfig.Learning is
+// zero.
+const DefaultLearning = 7 * 24 * time.Hour
+
 // NewlySeenDefaults returns the defaults.
 func NewlySeenDefaults() NewlySeenConfig {
-	return NewlySeenConfig{Window: 24 * time.Hour, MaxDomains: 2_000_000, QueueSize: 8192}
+	return NewlySeenConfig{Window: 24 * time.Hour, Learning: DefaultLearning, MaxDomains: 2_000_000, QueueSize: 8192}
 }
 
 func (c NewlySeenConfig) effective() NewlySeenConfig {
 	d := NewlySeenDefaults()
 	if c.Window <= 0 {
 		c.Window = d.Window
+	}
+	if c.Learning == 0 {
+		c.Learning = d.Learning
 	}
 	if c.MaxDomains <= 0 {
 		c.MaxDomains = d.MaxDomains
@@ -68,7 +92,49 @@ func (c NewlySeenConfig) Validate() error {
 	if c.QueueSize < 0 {
 		errs = append(errs, fmt.Errorf("categorizer: newly_seen.queue_size: %d is negative", c.QueueSize))
 	}
+	for i, e := range c.Established {
+		h, err := NormalizeHost(e)
+		if err == nil && RegistrableDomain(h) == "" {
+			err = fmt.Errorf("%q has no registrable domain (a public suffix or an IP address)", e)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("categorizer: newly_seen.established[%d]: %w", i, err))
+		}
+	}
+	for i, f := range c.EstablishedFiles {
+		if strings.TrimSpace(f) == "" {
+			errs = append(errs, fmt.Errorf("categorizer: newly_seen.established_files[%d]: empty path", i))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// LoadEstablished builds the configured part of the baseline: the
+// Established domains and the EstablishedFiles. A file that cannot be
+// read or holds no domain is an error; invalid lines are counted in the
+// returned stats (one per file).
+func (c NewlySeenConfig) LoadEstablished() (*DomainSet, []DomainListStats, error) {
+	names := make([]string, 0, len(c.Established))
+	for _, e := range c.Established {
+		if h, err := NormalizeHost(e); err == nil {
+			names = append(names, h)
+		}
+	}
+	var stats []DomainListStats
+	var errs []error
+	for _, f := range c.EstablishedFiles {
+		ds, st, err := ReadDomainListFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("categorizer: newly_seen.established_files: %w", err))
+			continue
+		}
+		names = append(names, ds...)
+		stats = append(stats, st)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, stats, err
+	}
+	return NewDomainSet(names), stats, nil
 }
 
 // FirstSeenStore records the first sighting of registrable domains where
@@ -78,6 +144,15 @@ type FirstSeenStore interface {
 	// FirstSeen records at as the first sighting of domain unless one is
 	// already recorded, and returns the recorded first sighting.
 	FirstSeen(ctx context.Context, domain string, at time.Time) (time.Time, error)
+	// LearningStart records at as the start of the learning period unless
+	// one is recorded (the first start of the installation, shared by
+	// every edge of a shared store), and returns the recorded start. A
+	// store with sightings but no start (data from before learning
+	// periods existed) may record its earliest sighting instead.
+	LearningStart(ctx context.Context, at time.Time) (time.Time, error)
+	// Sighting returns the recorded first sighting of domain, without
+	// recording one (ok false: none recorded).
+	Sighting(ctx context.Context, domain string) (first time.Time, ok bool, err error)
 }
 
 // FirstSeenLoader is implemented by stores that can hand every recorded
@@ -89,12 +164,17 @@ type FirstSeenLoader interface {
 	Load(ctx context.Context, fn func(domain string, first time.Time)) error
 }
 
-// NewlySeen tracks first sightings of registrable domains. Check runs on
-// the hot path: it reads memory only and hands first sightings to a
-// background writer (Run) through a bounded queue. A nil *NewlySeen is
-// valid: Check reports false.
+// NewlySeen tracks first sightings of registrable domains. A domain is
+// newly seen when its first sighting is less than Window ago, came after
+// the learning period, and the domain is not in the baseline of
+// established domains (the bundled popularity list, every registrable
+// domain of the non-threat feeds of the Index in use, the configured
+// list). Check runs on the hot path: it reads memory only and hands
+// first sightings to a background writer (Run) through a bounded queue.
+// A nil *NewlySeen is valid: Check reports false.
 type NewlySeen struct {
 	cfg           NewlySeenConfig
+	window        int64 // seconds
 	store         FirstSeenStore
 	authoritative bool
 	log           *slog.Logger
@@ -103,9 +183,20 @@ type NewlySeen struct {
 	count         atomic.Int64
 	queue         chan sighting
 	evictCh       chan struct{}
-	dropped       prometheus.Counter
-	recorded      prometheus.Counter
-	storeErrors   prometheus.Counter
+
+	popular    *DomainSet
+	configured atomic.Pointer[DomainSet]
+	index      atomic.Pointer[Index]
+	// learnStart and learnEnd are Unix seconds; a first sighting before
+	// learnEnd is never newly seen. Until the store has answered,
+	// learnEnd is math.MaxInt64 (still learning) and learnStart 0.
+	learnStart atomic.Int64
+	learnEnd   atomic.Int64
+	loaded     atomic.Bool
+
+	dropped     prometheus.Counter
+	recorded    prometheus.Counter
+	storeErrors prometheus.Counter
 }
 
 type seenShard struct {
@@ -114,10 +205,12 @@ type seenShard struct {
 }
 
 // seenEntry is a first sighting in Unix seconds; pending entries wait for
-// the shared store to confirm they are the first.
+// the shared store to confirm they are the first. below marks a
+// registrable domain with public suffixes below it (longerRegistrable).
 type seenEntry struct {
 	first   int64
 	pending bool
+	below   bool
 }
 
 type sighting struct {
@@ -126,8 +219,9 @@ type sighting struct {
 }
 
 // NewNewlySeen returns a tracker writing first sightings to store (nil:
-// memory only). Call Run to start the writer (and the load of a
-// FirstSeenLoader store).
+// memory only, and the learning period starts at Run). Call Run to start
+// the writer, the load of a FirstSeenLoader store and the learning
+// period; Load does the latter two at once.
 func NewNewlySeen(cfg NewlySeenConfig, store FirstSeenStore, logger *slog.Logger, reg prometheus.Registerer) *NewlySeen {
 	cfg = cfg.effective()
 	if logger == nil {
@@ -139,9 +233,10 @@ func NewNewlySeen(cfg NewlySeenConfig, store FirstSeenStore, logger *slog.Logger
 	_, loader := store.(FirstSeenLoader)
 	f := promauto.With(reg)
 	n := &NewlySeen{
-		cfg: cfg, store: store, authoritative: store == nil || loader,
+		cfg: cfg, window: int64(cfg.Window / time.Second), store: store, authoritative: store == nil || loader,
 		log: logger.With("component", "categorizer"), seed: maphash.MakeSeed(),
 		queue: make(chan sighting, cfg.QueueSize), evictCh: make(chan struct{}, 1),
+		popular: PopularDomains(),
 		dropped: f.NewCounter(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem, Name: "newly_seen_dropped_total",
 			Help: "First sightings not written to the store because the queue was full."}),
 		recorded: f.NewCounter(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem, Name: "newly_seen_recorded_total",
@@ -149,10 +244,42 @@ func NewNewlySeen(cfg NewlySeenConfig, store FirstSeenStore, logger *slog.Logger
 		storeErrors: f.NewCounter(prometheus.CounterOpts{Namespace: obs.Namespace, Subsystem: subsystem, Name: "newly_seen_store_errors_total",
 			Help: "First-seen store writes that failed."}),
 	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: obs.Namespace, Subsystem: subsystem, Name: "newly_seen_learning_end_timestamp_seconds",
+		Help: "Unix time the newly-seen learning period ends (0: off; +Inf: start not known yet)."}, func() float64 {
+		switch e := n.learnEnd.Load(); e {
+		case math.MaxInt64:
+			return math.Inf(1)
+		case math.MinInt64:
+			return 0
+		default:
+			return float64(e)
+		}
+	})
+	n.learnEnd.Store(math.MaxInt64)
+	if cfg.Learning < 0 {
+		n.learnEnd.Store(math.MinInt64)
+	}
 	for i := range n.shards {
 		n.shards[i].m = map[string]seenEntry{}
 	}
 	return n
+}
+
+// SetIndex makes the registrable domains of ix's non-threat feeds part of
+// the baseline (Index.Established), replacing the previous Index's: call
+// it with every Index swapped in. nil-safe.
+func (n *NewlySeen) SetIndex(ix *Index) {
+	if n != nil {
+		n.index.Store(ix)
+	}
+}
+
+// SetEstablished sets the configured part of the baseline (see
+// NewlySeenConfig.LoadEstablished). nil-safe.
+func (n *NewlySeen) SetEstablished(s *DomainSet) {
+	if n != nil {
+		n.configured.Store(s)
+	}
 }
 
 // RegistrableDomain returns the registrable domain (eTLD+1, public
@@ -173,35 +300,20 @@ func RegistrableDomain(host string) string {
 	return d
 }
 
-// Check reports whether host's registrable domain was first seen within
-// the window before now, and records a first sighting. It never blocks
-// on I/O; host should be normalized (lower case). nil-safe.
+// Check reports whether host's registrable domain is newly seen at now,
+// and records a first sighting. It never blocks on I/O and allocates
+// nothing for a domain it holds; host should be normalized (lower case).
+// nil-safe.
 func (n *NewlySeen) Check(host string, now time.Time) bool {
 	if n == nil || n.cfg.Disabled {
 		return false
 	}
 	host = strings.TrimSuffix(host, ".")
-	// Fast path, no allocation: the map holds registrable domains only,
-	// and the longest suffix of host found in it is host's registrable
-	// domain (a longer registrable suffix would need a longer public
-	// suffix of host). publicsuffix allocates, so it runs only for
-	// domains this edge has not seen.
-	for i := 0; i < len(host); i++ {
-		if i > 0 && host[i-1] != '.' {
-			continue
-		}
-		s := host[i:]
-		if strings.IndexByte(s, '.') < 0 {
-			break
-		}
-		sh := &n.shards[maphash.String(n.seed, s)&63]
-		sh.mu.RLock()
-		e, ok := sh.m[s]
-		sh.mu.RUnlock()
-		if ok {
-			return !e.pending && now.Unix()-e.first < int64(n.cfg.Window/time.Second)
-		}
+	if d, e, ok := n.find(host); ok {
+		return n.flagged(d, e, now.Unix())
 	}
+	// publicsuffix allocates, so it runs only for domains this edge has
+	// not seen.
 	d := RegistrableDomain(host)
 	if d == "" {
 		return false
@@ -213,12 +325,12 @@ func (n *NewlySeen) Check(host string, now time.Time) bool {
 	d = strings.Clone(d)
 	sh.mu.Lock()
 	if e, ok = sh.m[d]; !ok {
-		e = seenEntry{first: now.Unix(), pending: !n.authoritative}
+		e = seenEntry{first: now.Unix(), pending: !n.authoritative, below: hasSuffixesBelow(d)}
 		sh.m[d] = e
 	}
 	sh.mu.Unlock()
 	if ok {
-		return !e.pending && now.Unix()-e.first < int64(n.cfg.Window/time.Second)
+		return n.flagged(d, e, now.Unix())
 	}
 	if n.count.Add(1) > int64(n.cfg.MaxDomains) {
 		select { // Run evicts in the background
@@ -234,7 +346,54 @@ func (n *NewlySeen) Check(host string, now time.Time) bool {
 			n.dropped.Inc()
 		}
 	}
-	return !e.pending
+	return n.flagged(d, e, now.Unix())
+}
+
+// find returns host's registrable domain and its entry when this edge
+// holds it, without allocating: the map holds registrable domains only,
+// and the longest suffix of host found in it is host's registrable
+// domain unless a public suffix rule lies between the two (a bucket
+// under s3.amazonaws.com when amazonaws.com is held): then find reports
+// nothing and Check asks the public suffix list.
+func (n *NewlySeen) find(host string) (string, seenEntry, bool) {
+	for i := 0; i < len(host); i++ {
+		if i > 0 && host[i-1] != '.' {
+			continue
+		}
+		s := host[i:]
+		if strings.IndexByte(s, '.') < 0 {
+			break
+		}
+		sh := &n.shards[maphash.String(n.seed, s)&63]
+		sh.mu.RLock()
+		e, ok := sh.m[s]
+		sh.mu.RUnlock()
+		if ok {
+			if e.below && i > 0 && longerRegistrable(host, s) {
+				return "", seenEntry{}, false
+			}
+			return s, e, true
+		}
+	}
+	return "", seenEntry{}, false
+}
+
+// flagged decides on a held domain. The order keeps the common case
+// cheap: a domain first seen before the window (most traffic, once the
+// edge has learned) is answered from the entry alone; the baseline is
+// probed only for domains first seen within the window after learning.
+func (n *NewlySeen) flagged(d string, e seenEntry, now int64) bool {
+	if e.pending || now-e.first >= n.window || e.first < n.learnEnd.Load() {
+		return false
+	}
+	return !n.established(d)
+}
+
+// established reports whether a baseline source holds the registrable
+// domain d. It allocates nothing.
+func (n *NewlySeen) established(d string) bool {
+	k := hashName(d)
+	return n.popular.hasKey(k) || n.index.Load().establishedKey(k) || n.configured.Load().hasKey(k)
 }
 
 // evict bounds memory: it forgets domains first seen before the window
@@ -261,39 +420,85 @@ func (n *NewlySeen) set(d string, first time.Time) {
 	if _, ok := sh.m[d]; !ok {
 		n.count.Add(1)
 	}
-	sh.m[d] = seenEntry{first: first.Unix()}
+	sh.m[d] = seenEntry{first: first.Unix(), below: hasSuffixesBelow(d)}
 	sh.mu.Unlock()
 }
 
-// Run loads a FirstSeenLoader store, writes queued first sightings to the
-// store and bounds memory (MaxDomains) until ctx is done. nil-safe.
+// Load hands the sightings of a FirstSeenLoader store to memory and
+// resolves the learning period's start from the store (recording now as
+// the start on a first start). Run calls it; call it first to serve with
+// both known (it waits on the store). It may be called again after an
+// error.
+func (n *NewlySeen) Load(ctx context.Context) error {
+	if n == nil {
+		return nil
+	}
+	if !n.loaded.Load() {
+		if l, ok := n.store.(FirstSeenLoader); ok {
+			if err := l.Load(ctx, func(d string, first time.Time) { n.set(d, first) }); err != nil {
+				return fmt.Errorf("categorizer: load first sightings: %w", err)
+			}
+		}
+		n.loaded.Store(true)
+	}
+	return n.startLearning(ctx, time.Now())
+}
+
+func (n *NewlySeen) startLearning(ctx context.Context, now time.Time) error {
+	if n.cfg.Learning < 0 || n.learnStart.Load() != 0 {
+		return nil
+	}
+	start := now
+	if n.store != nil {
+		var err error
+		if start, err = n.store.LearningStart(ctx, now); err != nil {
+			return fmt.Errorf("categorizer: newly-seen learning start: %w", err)
+		}
+	}
+	n.setLearningStart(start)
+	return nil
+}
+
+func (n *NewlySeen) setLearningStart(start time.Time) {
+	s := start.Unix()
+	if s == 0 {
+		s = -1 // 0 means unknown
+	}
+	n.learnEnd.Store(start.Add(n.cfg.Learning).Unix())
+	n.learnStart.Store(s)
+}
+
+// Run loads the store and starts the learning period (Load, retried with
+// a capped backoff while the store fails: until it answers the learning
+// period holds), writes queued first sightings to the store and bounds
+// memory (MaxDomains) until ctx is done. nil-safe.
 func (n *NewlySeen) Run(ctx context.Context) error {
 	if n == nil {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	if n.store == nil {
-		for {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-n.evictCh:
-				n.evict(time.Now())
-			}
-		}
-	}
-	if l, ok := n.store.(FirstSeenLoader); ok {
-		if err := l.Load(ctx, func(d string, first time.Time) { n.set(d, first) }); err != nil {
-			n.log.WarnContext(ctx, "load first sightings", "err", err)
-		}
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	backoff := time.Second
+	var queue chan sighting
+	if n.store != nil {
+		queue = n.queue
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-retry.C:
+			if err := n.Load(ctx); err != nil {
+				if ctx.Err() == nil {
+					n.log.WarnContext(ctx, "newly seen: store not ready; retrying, domains are not flagged meanwhile", "err", err, "retry", backoff)
+				}
+				retry.Reset(backoff)
+				backoff = min(2*backoff, time.Minute)
+			}
 		case <-n.evictCh:
 			n.evict(time.Now())
-		case s := <-n.queue:
+		case s := <-queue:
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			first, err := n.store.FirstSeen(wctx, s.domain, s.at)
 			cancel()
@@ -309,13 +514,210 @@ func (n *NewlySeen) Run(ctx context.Context) error {
 	}
 }
 
+// Learning returns the start and end of the learning period; ok is false
+// when they are not known yet (the store has not answered) or learning
+// is off (off true).
+func (n *NewlySeen) Learning() (start, end time.Time, ok, off bool) {
+	if n == nil || n.cfg.Disabled || n.cfg.Learning < 0 {
+		return time.Time{}, time.Time{}, false, true
+	}
+	s := n.learnStart.Load()
+	if s == 0 {
+		return time.Time{}, time.Time{}, false, false
+	}
+	e := n.learnEnd.Load()
+	if s == -1 {
+		s = 0
+	}
+	return time.Unix(s, 0).UTC(), time.Unix(e, 0).UTC(), true, false
+}
+
+// NewlySeenReason says why a domain is or is not newly seen.
+type NewlySeenReason uint8
+
+// The reasons, in the order Explain tests them.
+const (
+	// ReasonDisabled: the newly_seen category is off.
+	ReasonDisabled NewlySeenReason = iota
+	// ReasonNoDomain: the host has no registrable domain (an IP address,
+	// a single label, a public suffix).
+	ReasonNoDomain
+	// ReasonEstablished: the domain is in the baseline.
+	ReasonEstablished
+	// ReasonLearning: first seen during the learning period, or not seen
+	// and learning still runs.
+	ReasonLearning
+	// ReasonNotSeen: never seen; its first request will be newly seen.
+	ReasonNotSeen
+	// ReasonPending: first seen by this edge, waiting for the shared
+	// store to say whether another edge saw it earlier.
+	ReasonPending
+	// ReasonRecent: first seen within the window: newly seen.
+	ReasonRecent
+	// ReasonOld: first seen longer than the window ago.
+	ReasonOld
+	// ReasonUnknown: the shared store could not be asked.
+	ReasonUnknown
+)
+
+var newlySeenReasons = [...]string{"disabled", "no_registrable_domain", "established", "learning", "not_seen", "pending", "first_seen_recently", "first_seen_before_window", "store_unavailable"}
+
+func (r NewlySeenReason) String() string {
+	if int(r) < len(newlySeenReasons) {
+		return newlySeenReasons[r]
+	}
+	return "unknown"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r NewlySeenReason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *NewlySeenReason) UnmarshalText(b []byte) error {
+	for i, s := range newlySeenReasons {
+		if s == string(b) {
+			*r = NewlySeenReason(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("categorizer: unknown newly-seen reason %q", b)
+}
+
+// NewlySeenExplanation says why a host is or is not newly seen
+// (NewlySeen.Explain): for people, not the hot path.
+type NewlySeenExplanation struct {
+	// Domain is the registrable domain the category applies to.
+	Domain    string          `json:"domain,omitempty"`
+	NewlySeen bool            `json:"newly_seen"`
+	Reason    NewlySeenReason `json:"reason"`
+	// FirstSeen is the recorded first sighting, if any.
+	FirstSeen *time.Time `json:"first_seen,omitempty"`
+	// Baseline names every baseline source holding the domain.
+	Baseline []string `json:"baseline,omitempty"`
+	// LearningUntil is when the learning period ends (ended); absent when
+	// learning is off or its start is not known yet.
+	LearningUntil *time.Time `json:"learning_until,omitempty"`
+	Learning      bool       `json:"learning"`
+	// WindowSeconds is the newly-seen window.
+	WindowSeconds float64 `json:"window_seconds"`
+	// Error is set when the shared store could not be asked.
+	Error string `json:"error,omitempty"`
+}
+
+// Explain says whether host is newly seen at now and why, without
+// recording a sighting: an administrator looking a URL up is not
+// traffic. It asks the store for a domain this process does not hold
+// (another edge may have seen it), so it may block on I/O; nil-safe.
+func (n *NewlySeen) Explain(ctx context.Context, host string, now time.Time) NewlySeenExplanation {
+	if n == nil || n.cfg.Disabled {
+		return NewlySeenExplanation{Reason: ReasonDisabled}
+	}
+	ex := NewlySeenExplanation{WindowSeconds: n.cfg.Window.Seconds()}
+	_, end, known, off := n.Learning()
+	if known {
+		ex.LearningUntil = &end
+	}
+	learnEnd := n.learnEnd.Load()
+	ex.Learning = !off && now.Unix() < learnEnd
+	host = strings.TrimSuffix(host, ".")
+	d, e, ok := n.find(host)
+	if !ok {
+		if d = RegistrableDomain(host); d == "" {
+			ex.Reason = ReasonNoDomain
+			return ex
+		}
+		sh := &n.shards[maphash.String(n.seed, d)&63]
+		sh.mu.RLock()
+		e, ok = sh.m[d]
+		sh.mu.RUnlock()
+	}
+	ex.Domain = d
+	if !ok && n.store != nil {
+		first, found, err := n.store.Sighting(ctx, d)
+		switch {
+		case err != nil:
+			ex.Error = err.Error()
+		case found:
+			e, ok = seenEntry{first: first.Unix()}, true
+		}
+	}
+	if ok {
+		t := time.Unix(e.first, 0).UTC()
+		ex.FirstSeen = &t
+	}
+	for s := BaselinePopular; s <= BaselineConfigured; s++ {
+		k := hashName(d)
+		if s == BaselinePopular && n.popular.hasKey(k) || s == BaselineFeeds && n.index.Load().establishedKey(k) ||
+			s == BaselineConfigured && n.configured.Load().hasKey(k) {
+			ex.Baseline = append(ex.Baseline, s.String())
+		}
+	}
+	switch {
+	case len(ex.Baseline) > 0:
+		ex.Reason = ReasonEstablished
+	case ex.Error != "":
+		ex.Reason = ReasonUnknown
+	case !ok && ex.Learning || ok && e.first < learnEnd:
+		ex.Reason = ReasonLearning
+	case !ok:
+		ex.Reason, ex.NewlySeen = ReasonNotSeen, true
+	case e.pending:
+		ex.Reason = ReasonPending
+	case now.Unix()-e.first < n.window:
+		ex.Reason, ex.NewlySeen = ReasonRecent, true
+	default:
+		ex.Reason = ReasonOld
+	}
+	return ex
+}
+
+// NewlySeenInfo is the state of the tracker (NewlySeen.Info).
+type NewlySeenInfo struct {
+	Enabled       bool    `json:"enabled"`
+	WindowSeconds float64 `json:"window_seconds"`
+	// Learning is true while the learning period runs (or its start is
+	// not known yet); LearningStart and LearningUntil are absent when
+	// learning is off or not known yet.
+	Learning      bool       `json:"learning"`
+	LearningStart *time.Time `json:"learning_start,omitempty"`
+	LearningUntil *time.Time `json:"learning_until,omitempty"`
+	// Baseline counts the registrable domains of each baseline source.
+	Baseline map[string]int `json:"baseline"`
+	// Domains is how many registrable domains this process holds.
+	Domains int64 `json:"domains"`
+}
+
+// Info returns the tracker's state at now. nil-safe.
+func (n *NewlySeen) Info(now time.Time) NewlySeenInfo {
+	if n == nil || n.cfg.Disabled {
+		return NewlySeenInfo{Baseline: map[string]int{}}
+	}
+	in := NewlySeenInfo{Enabled: true, WindowSeconds: n.cfg.Window.Seconds(), Domains: n.count.Load()}
+	start, end, known, off := n.Learning()
+	if known {
+		in.LearningStart, in.LearningUntil = &start, &end
+	}
+	in.Learning = !off && now.Unix() < n.learnEnd.Load()
+	feeds := 0
+	if ix := n.index.Load(); ix != nil {
+		feeds = ix.EstablishedCount()
+	}
+	in.Baseline = map[string]int{
+		BaselinePopular.String(): n.popular.Len(), BaselineFeeds.String(): feeds, BaselineConfigured.String(): n.configured.Load().Len(),
+	}
+	return in
+}
+
 // FileFirstSeen is a FirstSeenStore in an append-only file of
-// "domain unix-seconds" lines, for a single node without Redis.
+// "domain unix-seconds" lines, for a single node without Redis. The
+// learning start is kept beside it, in the same name with the extension
+// ".start".
 type FileFirstSeen struct {
-	path string
-	mu   sync.Mutex
-	seen map[string]time.Time
-	f    *os.File
+	path      string
+	startPath string
+	mu        sync.Mutex
+	seen      map[string]time.Time
+	f         *os.File
 }
 
 var (
@@ -328,7 +730,7 @@ func NewFileFirstSeen(path string) (*FileFirstSeen, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("categorizer: first-seen file: %w", err)
 	}
-	s := &FileFirstSeen{path: path, seen: map[string]time.Time{}}
+	s := &FileFirstSeen{path: path, startPath: strings.TrimSuffix(path, filepath.Ext(path)) + ".start", seen: map[string]time.Time{}}
 	if fh, err := os.Open(path); err == nil {
 		sc := bufio.NewScanner(fh)
 		for sc.Scan() {
@@ -361,6 +763,44 @@ func (s *FileFirstSeen) FirstSeen(_ context.Context, domain string, at time.Time
 	}
 	s.seen[domain] = at.Truncate(time.Second)
 	return at, nil
+}
+
+// Sighting implements FirstSeenStore.
+func (s *FileFirstSeen) Sighting(_ context.Context, domain string) (time.Time, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.seen[domain]
+	return t, ok, nil
+}
+
+// LearningStart implements FirstSeenStore: the start is read from the
+// start file, or written there on the first call: at, or the earliest
+// recorded sighting when the file predates learning periods (an install
+// that has been recording for weeks has learned already).
+func (s *FileFirstSeen) LearningStart(_ context.Context, at time.Time) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := os.ReadFile(s.startPath)
+	if err == nil {
+		sec, perr := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if perr != nil {
+			return time.Time{}, fmt.Errorf("categorizer: learning start %s: %q is not Unix seconds", s.startPath, bytes.TrimSpace(b))
+		}
+		return time.Unix(sec, 0), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, fmt.Errorf("categorizer: learning start: %w", err)
+	}
+	start := at.Truncate(time.Second)
+	for _, t := range s.seen {
+		if t.Before(start) {
+			start = t
+		}
+	}
+	if err := writeAtomic(s.startPath, []byte(strconv.FormatInt(start.Unix(), 10)+"\n")); err != nil {
+		return time.Time{}, fmt.Errorf("categorizer: learning start: %w", err)
+	}
+	return start, nil
 }
 
 // Load implements FirstSeenLoader.

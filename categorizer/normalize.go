@@ -23,6 +23,10 @@ func NormalizeHost(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidHost)
 	}
+	if len(s) > 4*maxHostLen {
+		// no IDNA mapping brings this under the limit; don't spend on it
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalidHost, maxHostLen)
+	}
 	ascii := true
 	lower := true
 	for i := 0; i < len(s); i++ {
@@ -48,6 +52,29 @@ func NormalizeHost(s string) (string, error) {
 		return "", err
 	}
 	return s, nil
+}
+
+// CanonicalHost returns a destination host the way every adapter hands it
+// to policy (policies.Request.Host) and the index looks it up: an IP
+// literal (brackets removed, IPv4-mapped IPv6 unmapped) in its canonical
+// text form, any other name as NormalizeHost returns it (ASCII lower case,
+// no trailing dot, IDN labels in punycode). A name that is not a valid
+// host name -- an empty label ("a..b"), a label longer than 63 bytes, a
+// name longer than 253 bytes, a character outside [a-z0-9_-] after IDNA
+// mapping, an IPv6 zone -- is rejected with an error wrapping
+// ErrInvalidHost that says why. The HTTP proxy, the admin lookup API and
+// the feed parsers share this one definition; DNS names arrive in wire
+// form, whose limits are the same (a name the wire carries is a valid
+// host name or has characters escaped). It allocates only for IP
+// literals, upper case and IDN input.
+func CanonicalHost(s string) (string, error) {
+	if a, ok := parseIPLiteral(s); ok {
+		return a.String(), nil
+	}
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		return "", fmt.Errorf("%w: %q: not an IP address in brackets", ErrInvalidHost, s)
+	}
+	return NormalizeHost(s)
 }
 
 // normalizeHostBytes is NormalizeHost for parser input; it makes exactly

@@ -23,11 +23,16 @@ import (
 //	sha256   [32]byte over everything before it
 //
 // The domain keys are the stable hashes of hash.go, so a snapshot built
-// in one process is valid in every other.
+// in one process is valid in every other. Format 3 added establishedBit
+// to domain table values (the feeds part of the newly-seen baseline);
+// format 2 snapshots are still read, with no domain established by the
+// feeds until the next build.
 const (
 	snapshotMagic  = "CORDONIX"
-	snapshotFormat = 2
-	headerLen      = 8 + 4 + 8 + 8
+	snapshotFormat = 3
+	// snapshotFormatMin is the oldest format DecodeSnapshot reads.
+	snapshotFormatMin = 2
+	headerLen         = 8 + 4 + 8 + 8
 	// maxSnapshotLen bounds what DecodeSnapshot accepts (and allocates).
 	maxSnapshotLen = 2 << 30
 )
@@ -128,8 +133,8 @@ func VerifySnapshot(data []byte) error {
 	if len(data) < headerLen+sha256.Size || string(data[:8]) != snapshotMagic {
 		return fmt.Errorf("categorizer: snapshot: %w: bad magic or too short (%d bytes)", ErrCorruptSnapshot, len(data))
 	}
-	if f := binary.LittleEndian.Uint32(data[8:12]); f != snapshotFormat {
-		return fmt.Errorf("categorizer: snapshot: %w: format %d, this build reads %d", ErrCorruptSnapshot, f, snapshotFormat)
+	if f := binary.LittleEndian.Uint32(data[8:12]); f < snapshotFormatMin || f > snapshotFormat {
+		return fmt.Errorf("categorizer: snapshot: %w: format %d, this build reads %d to %d", ErrCorruptSnapshot, f, snapshotFormatMin, snapshotFormat)
 	}
 	body := data[:len(data)-sha256.Size]
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], data[len(body):]) {
@@ -150,6 +155,7 @@ func decodeVerified(data []byte) (ix *Index, err error) {
 		}
 	}()
 	ix = &Index{version: binary.LittleEndian.Uint64(data[12:20])}
+	format := binary.LittleEndian.Uint32(data[8:12])
 	ix.categories = r.strings("categories")
 	ix.threats = r.strings("threats")
 	if len(ix.categories) == 0 || ix.categories[0] != NewlySeenCategory || len(ix.categories) > MaxCategories || len(ix.threats) > MaxCategories {
@@ -193,7 +199,13 @@ func decodeVerified(data []byte) (ix *Index, err error) {
 			r.fail("domains", "zero key")
 			break
 		}
-		checkAttr("domains", uint64(v&^childBit))
+		if format < 3 {
+			v &^= establishedBit // not a flag before format 3
+		}
+		checkAttr("domains", uint64(v&attrMask))
+		if v&establishedBit != 0 {
+			ix.established++
+		}
 		p, _ := ix.domains.slot(k)
 		ix.domains.slots[p].val, ix.domains.slots[p].kids = v, kids
 	}

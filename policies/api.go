@@ -966,7 +966,10 @@ type LookupResult struct {
 	} `json:"verdict"`
 	// Explanation says which feed entries matched (nil without an index).
 	Explanation *categorizer.Explanation `json:"explanation,omitempty"`
-	Decision    struct {
+	// NewlySeen says why the host is or is not newly seen (nil without
+	// the newly-seen tracker). The lookup records no sighting.
+	NewlySeen *categorizer.NewlySeenExplanation `json:"newly_seen,omitempty"`
+	Decision  struct {
 		Action        string `json:"action"`
 		RuleAction    string `json:"rule_action"`
 		Rule          string `json:"rule,omitempty"`
@@ -1000,7 +1003,22 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request, _ Actor) error {
 	if err != nil || u.Hostname() == "" {
 		return badRequest("url %q: not a URL or host name", q.Get("url"))
 	}
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	// The one normalization the proxy applies too (and the DNS filter's
+	// equals for every name the wire carries): IDN to punycode, lower
+	// case, no trailing dot; a name that is not a host name is refused
+	// with the reason.
+	host, err := categorizer.CanonicalHost(u.Hostname())
+	if err != nil {
+		return badRequest("url %q: %v", q.Get("url"), err)
+	}
+	port := u.Port()
+	u.Host = host
+	if strings.IndexByte(host, ':') >= 0 {
+		u.Host = "[" + host + "]"
+	}
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	}
 	proto := ProtoHTTP
 	if u.Scheme == "https" {
 		proto = ProtoHTTPS
@@ -1046,8 +1064,9 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request, _ Actor) error {
 		}
 	}
 	req.Principal = pr
-	d, v := a.engine.Check(&req)
+	d, v, ns := a.engine.Explain(r.Context(), &req)
 	var res LookupResult
+	res.NewlySeen = ns
 	res.URL, res.Host, res.Path, res.Protocol = u.String(), host, req.Path, proto.String()
 	res.User, res.ClientIP = q.Get("user"), q.Get("client_ip")
 	if pr != nil {

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
@@ -67,8 +68,17 @@ type countryDB interface {
 	Country(ip netip.Addr) categorizer.Country
 }
 
+// newlySeenChecker is what the Engine needs of the newly-seen tracker;
+// *categorizer.NewlySeen satisfies it.
 type newlySeenChecker interface {
+	// Check records a sighting and reports whether host is newly seen
+	// (the hot path).
 	Check(host string, now time.Time) bool
+	// Explain answers like Check without recording anything.
+	Explain(ctx context.Context, host string, now time.Time) categorizer.NewlySeenExplanation
+	// SetIndex hands over the Index in use: its feeds are part of the
+	// baseline of established domains.
+	SetIndex(ix *categorizer.Index)
 }
 
 type geoHolder struct{ g countryDB }
@@ -182,11 +192,40 @@ func (e *Engine) Check(r *Request) (Decision, categorizer.Verdict) {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
+	newly := false
+	if h := e.newly.Load(); h != nil && r.Host != "" {
+		newly = h.n.Check(r.Host, r.Time)
+	}
+	d, v := e.decide(st, r, newly)
+	e.m.decision(d)
+	return d, v
+}
+
+// Explain decides r like Check but is not traffic: the newly-seen
+// tracker is only read (nothing is recorded; a domain this process does
+// not hold is asked of the shared store, so it may wait on it) and no
+// decision metric is counted. It returns why the host is or is not newly
+// seen, nil without a tracker. For the admin lookup, not the hot path.
+func (e *Engine) Explain(ctx context.Context, r *Request) (Decision, categorizer.Verdict, *categorizer.NewlySeenExplanation) {
+	st := e.state.Load()
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	var ns *categorizer.NewlySeenExplanation
+	if h := e.newly.Load(); h != nil && r.Host != "" {
+		ex := h.n.Explain(ctx, r.Host, r.Time)
+		ns = &ex
+	}
+	d, v := e.decide(st, r, ns != nil && ns.NewlySeen)
+	return d, v, ns
+}
+
+func (e *Engine) decide(st *engineState, r *Request, newly bool) (Decision, categorizer.Verdict) {
 	var v categorizer.Verdict
 	if st.ix != nil {
 		v = st.ix.Lookup(r.Host, r.Path, r.DestIP)
 	}
-	if h := e.newly.Load(); h != nil && r.Host != "" && h.n.Check(r.Host, r.Time) {
+	if newly {
 		v.Categories = v.Categories.With(categorizer.NewlySeenID)
 	}
 	if !v.Country.Known() && r.DestIP.IsValid() {
@@ -194,9 +233,7 @@ func (e *Engine) Check(r *Request) (Decision, categorizer.Verdict) {
 			v.Country = h.g.Country(r.DestIP)
 		}
 	}
-	d := st.pick(r).Decide(r, &v)
-	e.m.decision(d)
-	return d, v
+	return st.pick(r).Decide(r, &v), v
 }
 
 // SetStage serves doc (as version) to the requests of a stage: those from
@@ -301,6 +338,9 @@ func (e *Engine) setIndex(ix lookupIndex) {
 		n.staged = n.staged.recompile(ix)
 	}
 	e.state.Store(n)
+	if h := e.newly.Load(); h != nil {
+		h.n.SetIndex(categorizerIndex(ix))
+	}
 	e.m.swaps.WithLabelValues("index").Inc()
 }
 
@@ -317,7 +357,17 @@ func (e *Engine) setNewlySeen(n newlySeenChecker) {
 		e.newly.Store(nil)
 		return
 	}
+	e.mu.Lock() // an index swap in between would hand n the old index
+	defer e.mu.Unlock()
+	n.SetIndex(categorizerIndex(e.state.Load().ix))
 	e.newly.Store(&newlyHolder{n: n})
+}
+
+// categorizerIndex is ix when it is a *categorizer.Index (tests serve
+// other lookupIndex implementations), else nil.
+func categorizerIndex(ix lookupIndex) *categorizer.Index {
+	c, _ := ix.(*categorizer.Index)
+	return c
 }
 
 func (e *Engine) warn(c *Compiled) {

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -201,6 +202,12 @@ func TestEngineSwapConsistent(t *testing.T) {
 type newlySeenFunc func(string) bool
 
 func (f newlySeenFunc) Check(h string, _ time.Time) bool { return f(h) }
+
+func (f newlySeenFunc) Explain(_ context.Context, h string, _ time.Time) categorizer.NewlySeenExplanation {
+	return categorizer.NewlySeenExplanation{NewlySeen: f(h)}
+}
+
+func (f newlySeenFunc) SetIndex(*categorizer.Index) {}
 
 type countryFunc func(netip.Addr) string
 

@@ -2,63 +2,27 @@ package proxy
 
 import (
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/cordon-gw/cordon/categorizer"
 )
 
 // maxHostLen is the longest DNS name accepted.
 const maxHostLen = 253
 
 // normalizeHost returns host as policies.Request wants it: lower-case,
-// without trailing dot, brackets or port, in punycode. IP literals come
-// back in canonical form. It returns "" for anything that is not a usable
-// host name or address.
+// without trailing dot, brackets or port, in punycode; IP literals in
+// canonical form. It returns "" for anything that is not a usable host
+// name or address. It is categorizer.CanonicalHost, the one normalization
+// the admin lookup API and the feed parsers share, so a name is refused
+// or rewritten the same way everywhere.
 func normalizeHost(host string) string {
-	if host == "" {
+	h, err := categorizer.CanonicalHost(host)
+	if err != nil {
 		return ""
 	}
-	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
-		host = host[1 : len(host)-1]
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Zone() != "" {
-			return ""
-		}
-		return a.Unmap().String()
-	}
-	host = strings.TrimSuffix(host, ".")
-	if host == "" || len(host) > maxHostLen {
-		return ""
-	}
-	ascii := true
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '.', c == '_':
-		case c >= 'A' && c <= 'Z':
-		case c >= 0x80:
-			ascii = false
-		default:
-			return ""
-		}
-	}
-	if !ascii {
-		p, err := idna.Lookup.ToASCII(host)
-		if err != nil {
-			return ""
-		}
-		host = p
-	}
-	host = strings.ToLower(host)
-	for _, label := range strings.Split(host, ".") {
-		if label == "" || len(label) > 63 {
-			return ""
-		}
-	}
-	return host
+	return h
 }
 
 // splitTarget parses a CONNECT target or URL authority "host:port" (port

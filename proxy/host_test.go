@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +20,11 @@ func TestNormalizeHost(t *testing.T) {
 		{"exa mple.com", ""},
 		{"fe80::1%eth0", ""},
 		{"under_score.example", "under_score.example"},
+		{strings.Repeat("x", 63) + ".example", strings.Repeat("x", 63) + ".example"},
+		{strings.Repeat("x", 64) + ".example", ""},
+		{strings.Repeat("x", 300) + ".example", ""},
+		{strings.Repeat("abcdefgh.", 28) + "example", ""},
+		{"BÜCHER.Example.", "xn--bcher-kva.example"},
 	} {
 		if got := normalizeHost(tc.in); got != tc.want {
 			t.Errorf("normalizeHost(%q) = %q, want %q", tc.in, got, tc.want)

@@ -91,6 +91,21 @@ func main() {
 		}
 		total += gz.Len()
 	}
+	// The popularity list of the newly-seen baseline (not a feed): the
+	// OpenDNS top domains, public domain. The Umbrella list is not bundled:
+	// it states no licence (see ATTRIBUTION.md).
+	if b, err := os.ReadFile(filepath.Join(*data, "opendns/opendns-top-domains.txt")); err == nil {
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		zw.Write(b)
+		zw.Close()
+		if err := os.WriteFile(filepath.Join(*out, "popular-opendns-top.gz"), gz.Bytes(), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		total += gz.Len()
+	} else {
+		log.Fatal(err)
+	}
 	m, _ := json.MarshalIndent(feeds, "", "  ")
 	if err := os.WriteFile(filepath.Join(*out, "manifest.json"), append(m, '\n'), 0o644); err != nil {
 		log.Fatal(err)

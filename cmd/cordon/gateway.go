@@ -209,8 +209,19 @@ func (g *gateway) setupCategorizer(ctx, bgctx context.Context) error {
 		firstSeen = fs
 	}
 	if !cfg.NewlySeen.Disabled {
+		established, stats, err := cfg.NewlySeen.LoadEstablished()
+		if err != nil {
+			return fmt.Errorf("newly seen: %w", err)
+		}
+		for i, st := range stats {
+			if st.Invalid > 0 {
+				g.log.Warn("newly seen: invalid lines in an established-domains file were skipped",
+					"file", cfg.NewlySeen.EstablishedFiles[i], "domains", st.Domains, "invalid", st.Invalid, "first", st.Errors[0])
+			}
+		}
 		g.seen = categorizer.NewNewlySeen(cfg.NewlySeen, firstSeen, g.log, g.reg)
-		g.engine.SetNewlySeen(g.seen)
+		g.seen.SetEstablished(established)
+		g.engine.SetNewlySeen(g.seen) // and every index SetIndex swaps in: its feeds are part of the baseline
 		g.go_("newly-seen", func() error { return g.seen.Run(bgctx) })
 	}
 
@@ -469,7 +480,9 @@ func (g *gateway) setupAdmin() error {
 			return fmt.Errorf("admin api: reports openapi: %w", err)
 		}
 		if g.syncer != nil {
-			g.api.Mount("GET", "/api/v1/feeds", policies.PermRead, categorizer.StatusHandler(g.syncer.Status, time.Now))
+			g.api.Mount("GET", "/api/v1/feeds", policies.PermRead, categorizer.LearningHeader(g.seen, time.Now,
+				categorizer.StatusHandler(g.syncer.Status, time.Now)))
+			g.api.Mount("GET", "/api/v1/feeds/newly_seen", policies.PermRead, categorizer.NewlySeenHandler(g.seen, time.Now))
 			if err := g.api.AddOpenAPI(feedsOpenAPI); err != nil {
 				return fmt.Errorf("admin api: feeds openapi: %w", err)
 			}
