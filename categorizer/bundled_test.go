@@ -38,7 +38,7 @@ func TestBundled(t *testing.T) {
 			t.Errorf("bundled feed %s: %d entries, %d invalid (%v)", st.Name, st.Entries, st.Invalid, st.Errors)
 		}
 	}
-	gambling := strings.Fields(string(readShared(t, "ut1/blacklists/gambling/domains")))[0]
+	gambling := strings.Fields(string(readData(t, "ut1/blacklists/gambling/domains")))[0]
 	for _, c := range []struct{ host, path, wantCat, wantThreat string }{
 		{"1008691.com", "", "malware", "urlhaus"},
 		{"www." + gambling, "", "gambling", ""},

@@ -2,23 +2,18 @@ package categorizer
 
 import (
 	"bufio"
+	"bytes"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/cordon-gw/cordon/internal/testutil"
 )
 
-// addSeedLines adds up to n lines of a shared-data file as fuzz seeds,
-// a few lines per seed.
+// addSeedLines adds up to n lines of a committed feed sample
+// (testutil.Data) as fuzz seeds, a few lines per seed.
 func addSeedLines(f *testing.F, rel string, n int) {
-	fh, err := os.Open(testutil.SharedData(f, rel))
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
+	sc := bufio.NewScanner(bytes.NewReader(testutil.ReadData(f, rel)))
 	var chunk []string
 	for i := 0; i < n && sc.Scan(); i++ {
 		chunk = append(chunk, sc.Text())
@@ -113,6 +108,7 @@ func checkParse(t *testing.T, f Format, in string) {
 func FuzzParseHosts(f *testing.F) {
 	addSeedLines(f, "stevenblack/hosts", 60)
 	addSeedLines(f, "urlhaus/hosts", 20)
+	addSeedLines(f, "stevenblack/extensions/porn/brijrajparmar27/hosts", 10)
 	f.Fuzz(func(t *testing.T, in string) { checkParse(t, FormatHosts, in) })
 }
 
@@ -124,9 +120,9 @@ func FuzzParseDomains(f *testing.F) {
 }
 
 func FuzzParseAdblock(f *testing.F) {
-	addSeedLines(f, "adguard/Filters/filter.txt", 60)
-	addSeedLines(f, "nocoin/nocoin.txt", 60)
-	addSeedLines(f, "adguard/Filters/exceptions.txt", 30)
+	addSeedLines(f, "nocoin/nocoin.txt", 400)
+	addSeedLines(f, "nocoin/nocoin-ublock.txt", 10)
+	addSeedLines(f, "blocklistproject/adguard/ransomware-ags.txt", 30)
 	f.Fuzz(func(t *testing.T, in string) { checkParse(t, FormatAdblock, in) })
 }
 
@@ -136,16 +132,15 @@ func FuzzParseDnsmasq(f *testing.F) {
 }
 
 func FuzzParseURLs(f *testing.F) {
-	addSeedLines(f, "openphish/feed.txt", 30)
-	addSeedLines(f, "urlhaus/intelmq-sample/urlhaus.txt", 14)
+	addSeedLines(f, "ut1/blacklists/phishing/urls", 30)
 	addSeedLines(f, "ut1/blacklists/adult/urls", 20)
 	f.Fuzz(func(t *testing.T, in string) { checkParse(t, FormatURLs, in) })
 }
 
 func FuzzParseIPs(f *testing.F) {
 	addSeedLines(f, "spamhaus/drop.txt", 10)
-	addSeedLines(f, "spamhaus/intelmq-samples/drop.txt", 6)
 	addSeedLines(f, "feodo/ipblocklist.csv", 15)
+	addSeedLines(f, "blocklistproject/malware.ip", 25)
 	addSeedLines(f, "ipsum/ipsum.txt", 15)
 	addSeedLines(f, "x4bnet/output/vpn/ipv6.txt", 10)
 	f.Fuzz(func(t *testing.T, in string) { checkParse(t, FormatIPs, in) })

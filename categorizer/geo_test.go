@@ -24,7 +24,7 @@ func TestGeoCountry(t *testing.T) {
 	onlyGeoIP2Country := map[string]bool{"50.114.0.1": true, "111.235.160.1": true, "217.65.48.1": true, "175.16.199.1": true}
 	for _, db := range []string{"GeoIP2-Country-Test.mmdb", "GeoLite2-Country-Test.mmdb", "GeoIP2-City-Test.mmdb", "GeoLite2-City-Test.mmdb"} {
 		t.Run(db, func(t *testing.T) {
-			g, err := OpenGeo(testutil.SharedData(t, "maxmind/test-data/"+db))
+			g, err := OpenGeo(geoTestDB(t, db))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +47,7 @@ func TestGeoCountry(t *testing.T) {
 		})
 	}
 	// The anycast network carries no country.
-	g, err := OpenGeo(testutil.SharedData(t, "maxmind/test-data/GeoIP2-Country-Test.mmdb"))
+	g, err := OpenGeo(geoTestDB(t, "GeoIP2-Country-Test.mmdb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestGeoNil(t *testing.T) {
 func TestGeoBadData(t *testing.T) {
 	var files []string
 	for _, pattern := range []string{"maxmind/bad-data/*/*.mmdb", "maxmind/test-data/*Broken*.mmdb", "maxmind/test-data/*broken*.mmdb", "maxmind/test-data/*Invalid*.mmdb"} {
-		m, err := filepath.Glob(testutil.SharedData(t, pattern))
+		m, err := filepath.Glob(filepath.Join(testutil.Data(t, "."), pattern))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,11 +99,15 @@ func TestGeoBadData(t *testing.T) {
 	if err := os.WriteFile(junk, []byte("not a database"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{junk, filepath.Join(t.TempDir(), "missing.mmdb"), testutil.SharedData(t, "maxmind/test-data/GeoLite2-ASN-Test.mmdb")} {
+	for _, p := range []string{junk, filepath.Join(t.TempDir(), "missing.mmdb"), geoTestDB(t, "GeoLite2-ASN-Test.mmdb")} {
 		if _, err := OpenGeo(p); err == nil {
 			t.Errorf("OpenGeo(%s): no error", p)
 		}
 	}
 }
 
-func testutilShared(t *testing.T, rel string) string { return testutil.SharedData(t, rel) }
+// geoTestDB returns the path of one of MaxMind's test databases
+// (committed under internal/testutil/testdata/maxmind/test-data).
+func geoTestDB(t testing.TB, name string) string {
+	return testutil.Data(t, "maxmind/test-data/"+name)
+}

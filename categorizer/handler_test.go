@@ -43,7 +43,7 @@ func TestLookupHandler(t *testing.T) {
 		feedText{"urlhaus", FormatURLs, []string{"malware"}, true, "http://files.example/bins/\n"},
 		feedText{"ads", FormatDomains, []string{"ads"}, false, "ads.example\n"},
 	)
-	geo, err := OpenGeo(testutilShared(t, "maxmind/test-data/GeoIP2-Country-Test.mmdb"))
+	geo, err := OpenGeo(geoTestDB(t, "GeoIP2-Country-Test.mmdb"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package categorizer
 
 import (
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -127,10 +128,17 @@ func TestNormalizeHost(t *testing.T) {
 	}
 }
 
-// parseFile parses one shared-data file.
+// parseFile parses one committed sample of real feed data (testutil.Data),
+// or with the prefix "bundled:" one of the bundled default lists.
 func parseFile(t testing.TB, f Format, rel string, emit func(Entry)) ParseStats {
 	t.Helper()
-	fh, err := os.Open(testutil.SharedData(t, rel))
+	var fh io.ReadCloser
+	var err error
+	if strings.HasPrefix(rel, bundledPrefix) {
+		fh, err = openBundled(rel)
+	} else {
+		fh, err = os.Open(testutil.Data(t, rel))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,25 +157,37 @@ func TestParseRealFiles(t *testing.T) {
 		entries          int
 		skipped, invalid int
 	}{
-		{FormatHosts, "urlhaus/hosts", 1089, 0, 0},
-		{FormatHosts, "stevenblack/hosts", 112291, 0, 0},
-		{FormatHosts, "stevenblack/extensions/porn/brijrajparmar27/hosts", 233, 0, 0},
+		// Samples (internal/testutil/testdata/ATTRIBUTION.md says how
+		// each was cut): entries = listed lines of the sample.
+		{FormatHosts, "urlhaus/hosts", 1089, 0, 0},                                    // TAB separators, no final newline
+		{FormatHosts, "stevenblack/hosts", 2139, 0, 0},                                // localhost block, # Start/End sections
+		{FormatHosts, "stevenblack/extensions/porn/brijrajparmar27/hosts", 233, 0, 0}, //
+		{FormatHosts, "stevenblack/extensions/fakenews/hosts", 150, 0, 0},             // no final newline
 		{FormatHosts, "nocoin/hosts.txt", 313, 0, 0},
-		{FormatDomains, "blocklistproject/alt-version/phishing-nl.txt", 190215, 0, 0},
-		{FormatAdblock, "adguard/Filters/filter.txt", 120617, 636, 0},
-		{FormatAdblock, "nocoin/nocoin.txt", 48, 269, 0},
-		{FormatURLs, "openphish/feed.txt", 300, 0, 0},
-		{FormatURLs, "urlhaus/intelmq-sample/urlhaus.txt", 2, 0, 0},
-		{FormatIPs, "spamhaus/drop.txt", 989, 0, 0},
-		{FormatIPs, "spamhaus/edrop.txt", 322, 0, 0},
+		{FormatHosts, "blocklistproject/ransomware.txt", 1904, 0, 0},
+		{FormatDomains, "blocklistproject/alt-version/phishing-nl.txt", 2000, 0, 0},
+		{FormatDomains, "blocklistproject/alt-version/crypto-nl.txt", 1272, 0, 0},
+		{FormatDomains, "ut1/blacklists/dynamic-dns/domains", 400, 0, 0},
+		{FormatAdblock, "nocoin/nocoin.txt", 48, 269, 0},     // $modifiers, paths, regex, IP rules
+		{FormatAdblock, "nocoin/nocoin-ublock.txt", 0, 8, 0}, // cosmetic ##+js rules only
+		{FormatAdblock, "blocklistproject/adguard/scam-ags.txt", 1000, 0, 0},
+		{FormatDnsmasq, "blocklistproject/dnsmasq-version/scam-dnsmasq.txt", 1000, 0, 0},
+		{FormatURLs, "ut1/blacklists/phishing/urls", 600, 0, 0},
+		{FormatURLs, "ut1/blacklists/adult/urls", 300, 0, 0},
+		{FormatIPs, "spamhaus/drop.txt", 100, 0, 0}, // trailing spaces
+		{FormatIPs, "spamhaus/edrop.txt", 50, 0, 0},
 		{FormatIPs, "spamhaus/drop_ipv6.txt", 51, 0, 0},
-		{FormatIPs, "spamhaus/intelmq-samples/drop.txt", 2, 0, 0},
-		{FormatIPs, "spamhaus/intelmq-samples/asndrop.txt", 0, 1, 0},
-		{FormatIPs, "feodo/ipblocklist.csv", 28, 0, 0},
-		{FormatIPs, "ipsum/ipsum.txt", 120430, 0, 0},
-		{FormatIPs, "ipsum/levels/3.txt", 14217, 0, 0},
-		{FormatIPs, "x4bnet/output/datacenter/ipv6.txt", 8752, 0, 0},
-		{FormatIPs, "blocklistproject/malware.ip", 20907, 0, 0},
+		{FormatIPs, "feodo/ipblocklist.csv", 28, 0, 0}, // quoted CSV, trailer without final newline
+		{FormatIPs, "ipsum/ipsum.txt", 500, 0, 0},      // IPv4<TAB>count
+		{FormatIPs, "x4bnet/output/datacenter/ipv6.txt", 500, 0, 0},
+		{FormatIPs, "blocklistproject/malware.ip", 500, 0, 0},
+		// Whole real lists, as bundled (gzip-compressed, unmodified).
+		{FormatDomains, "bundled:blp-phishing.gz", 190215, 0, 0},
+		{FormatHosts, "bundled:blp-scam.gz", 8527, 0, 0},
+		{FormatIPs, "bundled:ipsum-level3.gz", 14217, 0, 0},
+		{FormatIPs, "bundled:blp-malware-ip.gz", 20907, 0, 0},
+		{FormatIPs, "bundled:x4bnet-vpn.gz", 10862 + 498, 0, 0},
+		{FormatDomains, "bundled:ut1-gambling.gz", 32247, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -191,9 +211,6 @@ func TestParseFormatsAgree(t *testing.T) {
 			FormatAdblock: "blocklistproject/adguard/" + cat + "-ags.txt",
 			FormatDnsmasq: "blocklistproject/dnsmasq-version/" + cat + "-dnsmasq.txt",
 		} {
-			if _, err := os.Stat(testutil.SharedData(t, rel)); err != nil {
-				continue
-			}
 			var names []string
 			st := parseFile(t, f, rel, func(e Entry) { names = append(names, entryString(e)) })
 			if st.Invalid != 0 {
@@ -212,14 +229,14 @@ func TestParseFormatsAgree(t *testing.T) {
 				t.Errorf("%s: %s has %d names, %s has %d; the sets differ", cat, rel, len(names), first, len(sets[first]))
 			}
 		}
-		if len(sets) < 3 {
-			t.Errorf("%s: only %d formats found", cat, len(sets))
+		if len(sets) != 4 {
+			t.Errorf("%s: %d formats parsed, want 4", cat, len(sets))
 		}
 	}
 }
 
 func TestParseUT1(t *testing.T) {
-	dir := testutil.SharedData(t, "ut1/blacklists")
+	dir := testutil.Data(t, "ut1/blacklists")
 	counts := map[string]int{}
 	kinds := map[EntryKind]int{}
 	st, err := ParseUT1Dir(dir, map[string]string{"gambling": "gambling", "porn": "adult", "dating": "dating", "dynamic-dns": "dynamic_dns"}, func(e Entry) {
@@ -229,18 +246,19 @@ func TestParseUT1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// adult has urls and expressions only (its domains files are absent).
-	want := map[string]int{"gambling": 32247 + 5, "adult": 1090, "dating": 6504 + 15, "dynamic_dns": 2077}
+	// The sample's domains/urls lines; adult (reached through its alias
+	// porn) has urls and expressions only, as upstream.
+	want := map[string]int{"gambling": 1500 + 5, "adult": 300, "dating": 800 + 15, "dynamic_dns": 400}
 	for c, n := range want {
 		if counts[c] != n {
 			t.Errorf("ParseUT1 category %s: %d entries, want %d", c, counts[c], n)
 		}
 	}
-	if st.Invalid != 0 || st.Skipped == 0 {
-		t.Errorf("ParseUT1 invalid=%d skipped=%d, want 0 invalid and the adult expressions skipped (%v)", st.Invalid, st.Skipped, st.Err())
+	if st.Invalid != 0 || st.Skipped != 2 {
+		t.Errorf("ParseUT1 invalid=%d skipped=%d, want 0 invalid and the 2 adult expressions skipped (%v)", st.Invalid, st.Skipped, st.Err())
 	}
-	if kinds[KindURL] < 1090 || kinds[KindURL] > 1090+5+15 {
-		t.Errorf("ParseUT1 url entries = %d, want 1090..1110 (a URL without a path lists its host)", kinds[KindURL])
+	if kinds[KindURL] < 300 || kinds[KindURL] > 300+5+15 {
+		t.Errorf("ParseUT1 url entries = %d, want 300..320 (a URL without a path lists its host)", kinds[KindURL])
 	}
 	if _, err := ParseUT1Dir(dir, map[string]string{"no-such-category": "x"}, nil); err == nil {
 		t.Error("ParseUT1 with a missing category directory: no error")
@@ -249,8 +267,10 @@ func TestParseUT1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if all.Entries < 637941 {
-		t.Errorf("ParseUT1 all categories: %d entries, want at least %d", all.Entries, 637941)
+	// Every domains and urls line of the nine sample categories; the
+	// three expression lines (adult, malware) are skipped.
+	if all.Entries != 4151 || all.Skipped != 3 || all.Invalid != 0 {
+		t.Errorf("ParseUT1 all categories: entries=%d skipped=%d invalid=%d, want 4151 3 0 (%v)", all.Entries, all.Skipped, all.Invalid, all.Err())
 	}
 }
 

@@ -12,7 +12,7 @@ var noIP netip.Addr
 
 var snapshotProbes = []struct{ host, path, ip string }{
 	{"1008691.com", "", ""}, {"a.b.1008691.com", "", ""}, {"doubleclick.net", "", ""},
-	{"ad.10010.com", "", ""}, {"send-usdt-9999.netlify.app", "/", ""}, {"www.google.com", "", ""},
+	{"x.ashgrrwt.click", "", ""}, {"0001-5cf.pages.dev", "/awards/", ""}, {"www.google.com", "", ""},
 	{"x.example", "", "1.10.16.5"}, {"x.example", "", "192.9.135.73"}, {"192.9.135.73", "", ""},
 }
 
@@ -27,8 +27,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		threat bool
 	}{
 		{"urlhaus", FormatHosts, "urlhaus/hosts", []string{"malware"}, true},
-		{"adguard", FormatAdblock, "adguard/Filters/filter.txt", []string{"ads"}, false},
-		{"openphish", FormatURLs, "openphish/feed.txt", []string{"phishing"}, true},
+		{"ut1-publicite", FormatDomains, "ut1/blacklists/publicite/domains", []string{"ads"}, false},
+		{"nocoin", FormatAdblock, "nocoin/nocoin.txt", []string{"cryptomining"}, false},
+		{"ut1-phishing", FormatURLs, "ut1/blacklists/phishing/urls", []string{"phishing"}, true},
 		{"drop", FormatIPs, "spamhaus/drop.txt", []string{"badnet"}, true},
 		{"drop6", FormatIPs, "spamhaus/drop_ipv6.txt", []string{"badnet"}, true},
 		{"feodo", FormatIPs, "feodo/ipblocklist.csv", []string{"botnet"}, true},
@@ -55,7 +56,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Version() != 42 || got.Len() != ix.Len() || strings.Join(got.CategoryNames(), ",") != strings.Join(ix.CategoryNames(), ",") ||
-		strings.Join(got.ThreatNames(), ",") != strings.Join(ix.ThreatNames(), ",") || len(got.Feeds()) != 6 || len(got.Status()) != 1 || got.Status()[0].Entries != 1089 {
+		strings.Join(got.ThreatNames(), ",") != strings.Join(ix.ThreatNames(), ",") || len(got.Feeds()) != 7 || len(got.Status()) != 1 || got.Status()[0].Entries != 1089 {
 		t.Fatalf("decoded index differs: version %d len %d/%d categories %v threats %v feeds %d status %+v",
 			got.Version(), got.Len(), ix.Len(), got.CategoryNames(), got.ThreatNames(), len(got.Feeds()), got.Status())
 	}

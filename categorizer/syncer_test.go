@@ -71,13 +71,10 @@ func (s *feedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, r.URL.Path, time.Unix(1700000000, 0), bytes.NewReader(b))
 }
 
-func readShared(t *testing.T, rel string) []byte {
+// readData returns a committed feed sample (testutil.Data).
+func readData(t *testing.T, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(testutil.SharedData(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testutil.ReadData(t, rel)
 }
 
 func newFeedServer(t *testing.T) (*feedServer, *httptest.Server) {
@@ -90,9 +87,9 @@ func newFeedServer(t *testing.T) (*feedServer, *httptest.Server) {
 func TestSyncer(t *testing.T) {
 	ctx := t.Context()
 	feeds, srv := newFeedServer(t)
-	feeds.set("/urlhaus.txt", readShared(t, "urlhaus/hosts"))
-	feeds.set("/phish.txt", readShared(t, "openphish/feed.txt"))
-	feeds.set("/drop.txt", readShared(t, "spamhaus/drop.txt"))
+	feeds.set("/urlhaus.txt", readData(t, "urlhaus/hosts"))
+	feeds.set("/phish.txt", readData(t, "ut1/blacklists/phishing/urls"))
+	feeds.set("/drop.txt", readData(t, "spamhaus/drop.txt"))
 	cache := t.TempDir()
 	store, err := NewFileStore(FileStoreConfig{Dir: filepath.Join(cache, "snapshots")})
 	if err != nil {
@@ -100,9 +97,9 @@ func TestSyncer(t *testing.T) {
 	}
 	cfg := Config{Feeds: []FeedConfig{
 		{Name: "urlhaus", Source: srv.URL + "/urlhaus.txt", Format: FormatHosts, Categories: []string{"malware"}, Threat: true},
-		{Name: "openphish", Source: srv.URL + "/phish.txt", Format: FormatURLs, Categories: []string{"phishing"}, Threat: true},
+		{Name: "ut1-phishing", Source: srv.URL + "/phish.txt", Format: FormatURLs, Categories: []string{"phishing"}, Threat: true},
 		{Name: "drop", Source: srv.URL + "/drop.txt", Format: FormatIPs, Categories: []string{"badnet"}, Threat: true, MaxShrink: 0.2},
-		{Name: "ransomware", Source: testutil.SharedData(t, "blocklistproject/ransomware.txt"), Format: FormatHosts, Categories: []string{"malware"}},
+		{Name: "ransomware", Source: testutil.Data(t, "blocklistproject/ransomware.txt"), Format: FormatHosts, Categories: []string{"malware"}},
 	}}
 	reg := prometheus.NewRegistry()
 	var progress atomic.Int64
@@ -135,8 +132,8 @@ func TestSyncer(t *testing.T) {
 	if !ix.Lookup("1008691.com", "", noIP).Threats.Has(0) {
 		t.Error("urlhaus host not found after sync")
 	}
-	if v := ix.Lookup("send-usdt-9999.netlify.app", "/", noIP); names(ix, v) != "phishing|openphish" {
-		t.Errorf("openphish lookup = %s", names(ix, v))
+	if v := ix.Lookup("0001-5cf.pages.dev", "/awards/x", noIP); names(ix, v) != "phishing|ut1-phishing" {
+		t.Errorf("ut1-phishing lookup = %s", names(ix, v))
 	}
 	if progress.Load() == 0 {
 		t.Error("no progress reported")
@@ -146,7 +143,7 @@ func TestSyncer(t *testing.T) {
 		t.Fatalf("store latest: %v", err)
 	}
 	st := s.Status()
-	if st[0].Entries != 1089 || st[2].Entries != 989 || st[0].ETag == "" || st[3].Entries != 1904 {
+	if st[0].Entries != 1089 || st[2].Entries != 100 || st[0].ETag == "" || st[3].Entries != 1904 {
 		t.Errorf("status after first sync: %+v", st)
 	}
 
@@ -162,7 +159,7 @@ func TestSyncer(t *testing.T) {
 
 	// Broken updates are rejected and the last good version kept.
 	feeds.set("/urlhaus.txt", []byte("<html>maintenance</html>\n"))
-	feeds.set("/drop.txt", []byte(strings.Join(strings.Split(string(readShared(t, "spamhaus/drop.txt")), "\n")[:500], "\n")))
+	feeds.set("/drop.txt", []byte(strings.Join(strings.Split(string(readData(t, "spamhaus/drop.txt")), "\n")[:50], "\n")))
 	feeds.fail("/phish.txt", http.StatusBadGateway)
 	ix3, err := s.Sync(ctx, true)
 	if err != nil {
@@ -172,12 +169,12 @@ func TestSyncer(t *testing.T) {
 		t.Errorf("rejected updates built a new version")
 	}
 	st = s.Status()
-	for i, want := range []string{"parsed to nothing", "download failed", "shrank from 989 to 500"} {
+	for i, want := range []string{"parsed to nothing", "download failed", "shrank from 100 to 50"} {
 		if !st[i].Rejected || !strings.Contains(st[i].LastError, want) || st[i].Rejections != 1 {
 			t.Errorf("feed %s: rejected=%v error=%q, want rejection %q", st[i].Name, st[i].Rejected, st[i].LastError, want)
 		}
 	}
-	if st[0].Entries != 1089 || st[2].Entries != 989 {
+	if st[0].Entries != 1089 || st[2].Entries != 100 {
 		t.Errorf("entries changed after rejection: %d %d", st[0].Entries, st[2].Entries)
 	}
 	if got := promtest.ToFloat64(s.metrics.syncs.WithLabelValues("urlhaus", "rejected")); got != 1 {
@@ -188,7 +185,7 @@ func TestSyncer(t *testing.T) {
 	}
 
 	// A good update is taken.
-	feeds.set("/urlhaus.txt", append(readShared(t, "urlhaus/hosts"), "\n127.0.0.1\tnew-bad.example\n"...))
+	feeds.set("/urlhaus.txt", append(readData(t, "urlhaus/hosts"), "\n127.0.0.1\tnew-bad.example\n"...))
 	ix4, err := s.Sync(ctx, true)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +193,7 @@ func TestSyncer(t *testing.T) {
 	if ix4.Version() <= v1 || !ix4.Lookup("new-bad.example", "", noIP).Threats.Has(0) || ix4.Lookup("1.10.16.1", "", noIP).Threats.Empty() {
 		t.Errorf("update not applied: version %d", ix4.Version())
 	}
-	if st := s.Status(); st[0].Rejected || st[0].Entries != 1090 || st[2].Entries != 989 {
+	if st := s.Status(); st[0].Rejected || st[0].Entries != 1090 || st[2].Entries != 100 {
 		t.Errorf("status after good update: %+v", st[0])
 	}
 
@@ -216,12 +213,13 @@ func TestSyncer(t *testing.T) {
 	}
 }
 
-// ut1Archive builds a .tar.gz of some UT1 categories of the shared data.
+// ut1Archive builds a .tar.gz of some UT1 categories of the committed
+// sample, laid out as upstream's blacklists.tar.gz.
 func ut1Archive(t *testing.T, dirs ...string) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
-	root := testutil.SharedData(t, "ut1/blacklists")
+	root := testutil.Data(t, "ut1/blacklists")
 	for _, d := range dirs {
 		err := filepath.WalkDir(filepath.Join(root, d), func(p string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() {
@@ -251,12 +249,12 @@ func TestSyncerUT1(t *testing.T) {
 	ctx := t.Context()
 	feeds, srv := newFeedServer(t)
 	feeds.set("/blacklists.tar.gz", ut1Archive(t, "gambling", "dating", "adult"))
-	gambling := strings.Fields(string(readShared(t, "ut1/blacklists/gambling/domains")))[100]
-	dating := strings.Fields(string(readShared(t, "ut1/blacklists/dating/domains")))[7]
-	adultURL := strings.Fields(string(readShared(t, "ut1/blacklists/adult/urls")))[3]
+	gambling := strings.Fields(string(readData(t, "ut1/blacklists/gambling/domains")))[100]
+	dating := strings.Fields(string(readData(t, "ut1/blacklists/dating/domains")))[7]
+	adultURL := strings.Fields(string(readData(t, "ut1/blacklists/adult/urls")))[3]
 	cfg := Config{Feeds: []FeedConfig{
 		{Name: "ut1", Source: srv.URL + "/blacklists.tar.gz", Format: FormatUT1, Categories: []string{"gambling", "porn:adult"}},
-		{Name: "ut1-local", Source: testutil.SharedData(t, "ut1/blacklists"), Format: FormatUT1, Categories: []string{"dating"}},
+		{Name: "ut1-local", Source: testutil.Data(t, "ut1/blacklists"), Format: FormatUT1, Categories: []string{"dating"}},
 	}}
 	s, err := NewSyncer(SyncerConfig{Config: cfg, CacheDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -275,8 +273,10 @@ func TestSyncerUT1(t *testing.T) {
 			t.Errorf("Lookup(%q, %q) = %q, want %q", c.host, c.path, got, c.want)
 		}
 	}
-	if st := s.Status(); st[0].Entries < 32000 || st[1].Entries < 6500 {
-		t.Errorf("UT1 entries: %d %d", st[0].Entries, st[1].Entries)
+	// The sample's gambling and adult (through the alias porn) lines, and
+	// dating's.
+	if st := s.Status(); st[0].Entries != 1500+5+300 || st[1].Entries != 800+15 {
+		t.Errorf("UT1 entries: %d %d, want %d %d", st[0].Entries, st[1].Entries, 1500+5+300, 800+15)
 	}
 }
 
@@ -359,7 +359,7 @@ func TestSyncerRetriesPublish(t *testing.T) {
 	store := &flakyStore{FileStore: fs}
 	store.down.Store(true)
 	s, err := NewSyncer(SyncerConfig{
-		Config:   Config{Feeds: []FeedConfig{{Name: "urlhaus", Source: testutil.SharedData(t, "urlhaus/hosts"), Format: FormatHosts, Threat: true}}},
+		Config:   Config{Feeds: []FeedConfig{{Name: "urlhaus", Source: testutil.Data(t, "urlhaus/hosts"), Format: FormatHosts, Threat: true}}},
 		CacheDir: t.TempDir(), Store: store, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

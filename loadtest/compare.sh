@@ -45,8 +45,10 @@ SUITES=${SUITES:-"http https dns"}
 URLS=${URLS:-loadtest/traffic/urls.txt}
 HOSTS=${HOSTS:-loadtest/traffic/hosts}     # URL hosts -> 127.0.0.1, for the proxies' name resolution
 NAMES=${NAMES:-loadtest/traffic/names.txt}
-DATA=${DATA:-${CORDON_SHARED_DATA:-../shared/data}}
-BLOCK_FEEDS=${BLOCK_FEEDS:-"blocklistproject/ransomware.txt blocklistproject/scam.txt blocklistproject/alt-version/phishing-nl.txt urlhaus/hosts"}
+# Lists of blocked names (hosts format or one name per line; .gz read
+# decompressed), relative to the repository root: by default the bundled
+# copies of Block List Project ransomware, scam, phishing-nl and URLhaus.
+BLOCK_FEEDS=${BLOCK_FEEDS:-"categorizer/bundled/blp-ransomware.gz categorizer/bundled/blp-scam.gz categorizer/bundled/blp-phishing.gz categorizer/bundled/urlhaus-hosts.gz"}
 UNBOUND_BLOCK=${UNBOUND_BLOCK:-refuse}   # local-zone type for listed names
 SQUID_ACCESS_LOG=${SQUID_ACCESS_LOG:-0}  # 1: Squid writes an access log (Cordon logs every request unless its config says otherwise)
 SQUID_ADDR=${SQUID_ADDR:-127.0.0.1:13128}
@@ -233,7 +235,7 @@ awk -v n="$HOT" '!/^[#;]/ && NF && c++ < n' "$NAMES" >"$TMP/hot.txt"
 awk '!/^#/ && /\/1k$/' "$URLS" >"$TMP/urls-1k.txt"
 # The blocklist, one name per line, from the same feeds as the traffic files.
 for f in $BLOCK_FEEDS; do
-	grep -v '^[#!]' "$DATA/$f" | awk 'NF{n=$NF; sub(/\.$/,"",n); print tolower(n)}'
+	gzip -dcf "$f" | grep -v '^[#!]' | awk 'NF{n=$NF; sub(/\.$/,"",n); print tolower(n)}'
 done | grep -E '^[a-z0-9_-]+(\.[a-z0-9_-]+)+$' | grep -vE '^[0-9.]+$' | sort -u >"$TMP/blocklist.txt"
 shuf -n 5000 --random-source=<(yes) "$TMP/blocklist.txt" | sed 's/$/ A/' >"$TMP/blocked-names.txt"
 log "blocklist: $(wc -l <"$TMP/blocklist.txt") names from $BLOCK_FEEDS"

@@ -102,7 +102,8 @@ func FuzzParseURLs(f *testing.F) {
 	for _, s := range []string{"www.example.com/1k", "http://a.test:8080/x?y=z", "https://[::1]/", "a.test:1", "#c\n\nb.test/64k", "http://%zz/"} {
 		f.Add(s, false)
 	}
-	addSeedLines(f, testutil.SharedData(f, "openphish/feed.txt"), 30, func(l string) { f.Add(l, true) })
+	addSeedLines(f, testutil.Data(f, "ut1/blacklists/phishing/urls"), 30, func(l string) { f.Add(l, true) })
+	addSeedLines(f, "traffic/urls.txt", 30, func(l string) { f.Add(l, false) })
 	f.Fuzz(func(t *testing.T, text string, https bool) {
 		ts, err := ParseURLs(strings.NewReader(text), URLOptions{HTTPS: https})
 		if err != nil {
@@ -125,7 +126,8 @@ func FuzzParseNames(f *testing.F) {
 	for _, s := range []string{"www.example.com A", "a.test.\nb.test AAAA", "; c\n# d", "xn--bcher-kva.example HTTPS"} {
 		f.Add(s)
 	}
-	addSeedLines(f, testutil.SharedData(f, "umbrella/umbrella-top-100k.txt"), 30, func(l string) { f.Add(l) })
+	addSeedLines(f, testutil.Data(f, "opendns/opendns-top-domains.txt"), 30, func(l string) { f.Add(l) })
+	addSeedLines(f, "traffic/names.txt", 30, func(l string) { f.Add(l) })
 	f.Fuzz(func(t *testing.T, text string) {
 		qs, err := ParseNames(strings.NewReader(text))
 		if err != nil {

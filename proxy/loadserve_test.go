@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,9 +26,12 @@ import (
 // the listen address. It serves for CORDON_PROXY_SERVE_FOR (default 60s),
 // resolving through CORDON_PROXY_HOSTS (default
 // ../loadtest/traffic/hosts) and allowing loopback destinations, with the
-// test policy on a real Engine. CORDON_PROXY_FEEDS lists shared feed
-// files (hosts format; "alt-version" files one domain per line) loaded as
-// the threat feed "blocklist", which the test policy blocks.
+// test policy on a real Engine. CORDON_PROXY_FEEDS lists feed files
+// loaded as the threat feed "blocklist", which the test policy blocks:
+// "bundled:<file>" names a bundled default list (categorizer/bundled, in
+// its manifest's format), anything else a file (hosts format; one domain
+// per line when its path has "alt-version" or "-nl."; ".gz" read
+// decompressed).
 func TestServeForLoadtest(t *testing.T) {
 	addr := os.Getenv("CORDON_PROXY_SERVE")
 	if addr == "" {
@@ -65,21 +71,43 @@ func TestServeForLoadtest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, rel := range feeds {
-			file, err := os.Open(testutil.SharedData(t, rel))
-			if err != nil {
-				t.Fatal(err)
-			}
+		formats := map[string]categorizer.Format{}
+		for _, f := range categorizer.DefaultFeeds() {
+			formats[f.Source] = f.Format
+		}
+		for _, name := range feeds {
+			var text []byte
 			format := categorizer.FormatHosts
-			if strings.Contains(rel, "alt-version") {
-				format = categorizer.FormatDomains
+			switch {
+			case strings.HasPrefix(name, "bundled:"):
+				var ok bool
+				if format, ok = formats[name]; !ok {
+					t.Fatalf("CORDON_PROXY_FEEDS: no bundled list %q", name)
+				}
+				text = testutil.Bundled(t, strings.TrimPrefix(name, "bundled:"))
+			default:
+				var err error
+				if text, err = os.ReadFile(name); err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasSuffix(name, ".gz") {
+					zr, err := gzip.NewReader(bytes.NewReader(text))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if text, err = io.ReadAll(zr); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if strings.Contains(name, "alt-version") || strings.Contains(name, "-nl.") {
+					format = categorizer.FormatDomains
+				}
 			}
-			st, err := categorizer.Parse(format, rel, file, b.Emit(id))
-			file.Close()
+			st, err := categorizer.Parse(format, name, bytes.NewReader(text), b.Emit(id))
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s: %+v", rel, st)
+			t.Logf("%s: %+v", name, st)
 		}
 		ix, err := b.Build(2)
 		if err != nil {

@@ -1,8 +1,10 @@
 //go:build ignore
 
-// gen rebuilds the bundled default feeds from the shared public data:
+// gen rebuilds the bundled default feeds from a copy of the public feed
+// data they were taken from (sources in ATTRIBUTION.md); run by hand, no
+// test needs it:
 //
-//	go run ./categorizer/bundled/gen.go -data ../shared/data -out categorizer/bundled
+//	go run ./categorizer/bundled/gen.go -data /path/to/data -out categorizer/bundled
 //
 // It gzips each chosen list and writes manifest.json, which DefaultFeeds
 // reads. Only permissively licensed sources are chosen (see ATTRIBUTION.md).
@@ -30,9 +32,12 @@ type feed struct {
 }
 
 func main() {
-	data := flag.String("data", "../shared/data", "shared data directory")
+	data := flag.String("data", "", "`folder` with a copy of the public feed data (required)")
 	out := flag.String("out", "categorizer/bundled", "output directory")
 	flag.Parse()
+	if *data == "" {
+		log.Fatal("gen: -data is required")
+	}
 	const blp = "Unlicense (Block List Project)"
 	const ut1 = "CC BY-SA 4.0 (UT1, Université Toulouse Capitole)"
 	feeds := []feed{

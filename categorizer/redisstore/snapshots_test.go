@@ -35,7 +35,7 @@ func snapshot(t *testing.T, version uint64, marker string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := testutil.SharedData(t, "urlhaus/hosts")
+	f := testutil.Data(t, "urlhaus/hosts")
 	if _, err := parseFile(f, b.Emit(id)); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -19,10 +18,7 @@ import (
 func TestSyncerPublishesThroughRedis(t *testing.T) {
 	ctx := t.Context()
 	r := testutil.StartRedis(t)
-	hosts, err := os.ReadFile(testutil.SharedData(t, "urlhaus/hosts"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hosts := testutil.ReadData(t, "urlhaus/hosts")
 	var mu sync.Mutex
 	body := hosts
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -186,10 +186,7 @@ func newFaultCluster(t *testing.T) *faultCluster {
 	c.threat = firstEntry(t, "urlhaus/hosts")
 	c.mining = firstEntry(t, "blocklistproject/alt-version/crypto-nl.txt")
 	c.ransom = firstEntry(t, "blocklistproject/alt-version/ransomware-nl.txt")
-	data, err := os.ReadFile(testutil.SharedData(t, "blocklistproject/alt-version/ransomware-nl.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := testutil.ReadData(t, "blocklistproject/alt-version/ransomware-nl.txt")
 	c.extraFeed = filepath.Join(c.dir, "ransomware-nl.txt")
 	if err := os.WriteFile(c.extraFeed, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -279,8 +276,8 @@ func (c *faultCluster) writeConfig(t *testing.T, name, upstream string, control 
 	cfg := map[string]any{
 		"log": map[string]any{"level": "info"},
 		"categorizer": map[string]any{"feeds": []map[string]any{
-			{"name": "urlhaus", "source": testutil.SharedData(t, "urlhaus/hosts"), "format": "hosts", "categories": []string{"malware"}, "threat": true},
-			{"name": "blp-crypto", "source": testutil.SharedData(t, "blocklistproject/alt-version/crypto-nl.txt"), "format": "domains", "categories": []string{"cryptomining"}},
+			{"name": "urlhaus", "source": testutil.Data(t, "urlhaus/hosts"), "format": "hosts", "categories": []string{"malware"}, "threat": true},
+			{"name": "blp-crypto", "source": testutil.Data(t, "blocklistproject/alt-version/crypto-nl.txt"), "format": "domains", "categories": []string{"cryptomining"}},
 			{"name": "blp-ransomware", "source": c.extraFeed, "format": "domains", "categories": []string{"ransomware"}},
 		}},
 		"proxy": map[string]any{

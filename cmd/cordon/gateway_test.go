@@ -54,10 +54,10 @@ rules:
     monitor: true
 `
 
-// firstEntry returns the first listed name of a real feed file.
+// firstEntry returns the first listed name of a committed feed sample.
 func firstEntry(t *testing.T, rel string) string {
 	t.Helper()
-	f, err := os.Open(testutil.SharedData(t, rel))
+	f, err := os.Open(testutil.Data(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,8 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 		cfg.Proxy.ResolveOverrides[h] = "127.0.0.1"
 	}
 	cfg.Categorizer.Feeds = []categorizer.FeedConfig{
-		{Name: "urlhaus", Source: testutil.SharedData(t, "urlhaus/hosts"), Format: "hosts", Categories: []string{"malware"}, Threat: true},
-		{Name: "blp-crypto", Source: testutil.SharedData(t, "blocklistproject/alt-version/crypto-nl.txt"), Format: "domains", Categories: []string{"cryptomining"}},
+		{Name: "urlhaus", Source: testutil.Data(t, "urlhaus/hosts"), Format: "hosts", Categories: []string{"malware"}, Threat: true},
+		{Name: "blp-crypto", Source: testutil.Data(t, "blocklistproject/alt-version/crypto-nl.txt"), Format: "domains", Categories: []string{"cryptomining"}},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -150,6 +150,13 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	cfg.applyDataDir()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	// Everything the gateway writes stays in the test's folder (a test run
+	// once left cordon-data/reports/access.log in this package).
+	for _, p := range []string{cfg.DataDir, cfg.Reports.Dir, cfg.Reports.AccessLog.Path, cfg.Proxy.TLSInspection.CADir} {
+		if !strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			t.Fatalf("gateway path %s is outside the test's folder %s", p, dir)
+		}
 	}
 	t.Setenv("CORDON_ADMIN_TOKEN", "test-admin-token-0123456789")
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))

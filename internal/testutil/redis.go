@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,26 +109,4 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// SharedData returns the path of a file or folder under the shared public
-// feed data (../shared/data next to the repository, or $CORDON_SHARED_DATA).
-// The test fails when the data is not there.
-func SharedData(t testing.TB, rel string) string {
-	t.Helper()
-	if d := os.Getenv("CORDON_SHARED_DATA"); d != "" {
-		return filepath.Join(d, rel)
-	}
-	wd, _ := os.Getwd()
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "..", "shared", "data")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return filepath.Join(p, rel)
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	t.Fatalf("shared feed data not found above %s (set CORDON_SHARED_DATA)", wd)
-	return ""
 }

@@ -1,13 +1,13 @@
 package dnsfilter
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
-	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,9 +23,9 @@ import (
 // 2M-entry blocklist).
 const benchEntries = 2_000_000
 
-// blocklist is the benchmark index: every real domain of the shared feed
-// data, then the same names under extra leading labels until there are
-// benchEntries distinct names, all in one feed of category "malware".
+// blocklist is the benchmark index: every real domain of the bundled
+// lists, then generated names until there are benchEntries distinct
+// names, all in one feed of category "malware".
 // Only a sample of the names is kept, so the benchmark heap is the index
 // (as in production), not two million strings.
 type blocklist struct {
@@ -56,58 +56,28 @@ func loadBlocklist(tb testing.TB) *blocklist {
 	return &bl
 }
 
-// blocklistNames returns benchEntries distinct real (and extended) names.
+// blocklistNames returns benchEntries distinct names: every domain name
+// of the bundled default lists, extended by testutil.BenchNames (the
+// corpus of the categorizer benchmarks, see categorizer/BENCHMARKS.md).
 func blocklistNames(tb testing.TB) []string {
 	tb.Helper()
-	seen := make(map[string]struct{}, benchEntries)
+	seen := make(map[string]struct{})
 	add := func(e categorizer.Entry) {
 		if e.Kind == categorizer.KindDomain && !e.Wildcard && !e.Exception {
 			seen[e.Host] = struct{}{}
 		}
 	}
-	for _, f := range []struct {
-		format categorizer.Format
-		rel    string
-	}{
-		{categorizer.FormatDomains, "blocklistproject/alt-version/phishing-nl.txt"},
-		{categorizer.FormatHosts, "stevenblack/hosts"},
-		{categorizer.FormatDomains, "ut1/older-commits/2025-07-13_c638798/blacklists/malware/domains"},
-		{categorizer.FormatDomains, "ut1/older-commits/2026-06-08_10d4b89/blacklists/phishing/domains"},
-		{categorizer.FormatHosts, "stevenblack/data/KADhosts/hosts"},
-	} {
-		fh, err := os.Open(testutil.SharedData(tb, f.rel))
-		if err != nil {
-			tb.Fatal(err)
+	for _, f := range categorizer.DefaultFeeds() {
+		text := testutil.Bundled(tb, strings.TrimPrefix(f.Source, "bundled:"))
+		if _, err := categorizer.Parse(f.Format, f.Name, bytes.NewReader(text), add); err != nil {
+			tb.Fatalf("parse %s: %v", f.Name, err)
 		}
-		_, err = categorizer.Parse(f.format, f.rel, fh, add)
-		fh.Close()
-		if err != nil {
-			tb.Fatalf("parse %s: %v", f.rel, err)
-		}
-	}
-	if _, err := categorizer.ParseUT1Dir(testutil.SharedData(tb, "ut1/blacklists"), nil, add); err != nil {
-		tb.Fatal(err)
 	}
 	base := make([]string, 0, len(seen))
 	for n := range seen {
 		base = append(base, n)
 	}
-	sort.Strings(base)
-	names := append([]string(nil), base...)
-	for r := 0; len(names) < benchEntries; r++ {
-		p := fmt.Sprintf("x%d", r)
-		for _, n := range base {
-			if len(names) >= benchEntries {
-				break
-			}
-			name := p + "." + n
-			if _, dup := seen[name]; !dup {
-				seen[name] = struct{}{}
-				names = append(names, name)
-			}
-		}
-	}
-	return names
+	return testutil.BenchNames(base, benchEntries, 1)
 }
 
 func buildIndex(tb testing.TB, names []string) *categorizer.Index {

@@ -1,21 +1,30 @@
-// Command mktraffic builds the committed traffic files of loadtest from the
-// shared public feed data:
+// Command mktraffic builds the traffic files of loadtest from public feed
+// data:
 //
-//	go run ./loadtest/cmd/mktraffic [--data ../shared/data] [--out loadtest/traffic]
+//	go run ./loadtest/cmd/mktraffic [--data DIR] [--out loadtest/traffic]
 //
 // urls.txt holds scheme-less host/path lines (90 % /1k, 10 % /64k),
 // names.txt dnsperf-style "name TYPE" lines (80 % A, 20 % AAAA), and hosts
 // maps every URL host to 127.0.0.1 in /etc/hosts format, for a proxy under
 // test to reach the local origin (Squid hosts_file, Cordon proxy hosts_file). Hosts are
-// drawn from the Cisco Umbrella top 100k with a Zipf law over the rank, so
-// popular names repeat (a cache warms up) while the long tail keeps it
-// partly cold, plus a share of listed names from the Block List Project
+// drawn from a popularity list with a Zipf law over the rank, so popular
+// names repeat (a cache warms up) while the long tail keeps it partly
+// cold, plus a share of listed names from the Block List Project
 // (ransomware, scam, phishing) and the URLhaus host file, which a filter
 // blocks. The draw is seeded: the same flags give the same files.
+//
+// By default everything comes from the repository: the listed names from
+// the bundled default lists (categorizer/bundled) and the popular names
+// from the OpenDNS top 10,000 (internal/testutil/testdata/opendns).
+// --data names a folder laid out like the public feed snapshot the
+// committed files were built from (blocklistproject/, urlhaus/ and
+// umbrella/umbrella-top-100k.txt): the same listed names, and the Cisco
+// Umbrella top 100k as the popularity list.
 package main
 
 import (
 	"bufio"
+	"compress/gzip"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,21 +57,68 @@ type config struct {
 	seed         uint64
 }
 
-// Feed files of blocked names, relative to the data folder.
-var blockedFeeds = []string{
-	"blocklistproject/ransomware.txt",
-	"blocklistproject/scam.txt",
-	"blocklistproject/alt-version/phishing-nl.txt",
-	"urlhaus/hosts",
+// sources are the files names are drawn from; a ".gz" file is read
+// decompressed.
+type sources struct {
+	blocked     []string // lists of blocked names
+	popular     string   // popular names in rank order
+	popularName string   // what the header calls the popular list
+	root        string   // blocked and popular are relative to root
 }
 
-const popularFeed = "umbrella/umbrella-top-100k.txt"
+// Feed files of blocked names, relative to a --data folder, and the same
+// lists as bundled in the repository.
+var (
+	blockedFeeds = []string{
+		"blocklistproject/ransomware.txt",
+		"blocklistproject/scam.txt",
+		"blocklistproject/alt-version/phishing-nl.txt",
+		"urlhaus/hosts",
+	}
+	bundledFeeds = []string{
+		"categorizer/bundled/blp-ransomware.gz",
+		"categorizer/bundled/blp-scam.gz",
+		"categorizer/bundled/blp-phishing.gz",
+		"categorizer/bundled/urlhaus-hosts.gz",
+	}
+)
+
+// dataSources reads a folder laid out like the public feed snapshot.
+func dataSources(dir string) sources {
+	return sources{blocked: blockedFeeds, popular: "umbrella/umbrella-top-100k.txt", popularName: "Umbrella top-100k", root: dir}
+}
+
+// repoSources reads the repository the working directory is in.
+func repoSources() (sources, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return sources{}, err
+	}
+	return sources{blocked: bundledFeeds, popular: "internal/testutil/testdata/opendns/opendns-top-domains.txt.gz", popularName: "OpenDNS top-10k", root: root}, nil
+}
+
+// repoRoot is the nearest folder at or above the working directory whose
+// go.mod is this module's.
+func repoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/cordon-gw/cordon\n") {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("not inside the cordon repository (%s); run from it or pass --data", wd)
+		}
+	}
+}
 
 func run(args []string, stdout, stderr io.Writer) error {
 	var c config
 	fs := flag.NewFlagSet("mktraffic", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.data, "data", defaultData(), "shared feed data `folder`")
+	fs.StringVar(&c.data, "data", "", "feed data `folder` laid out like the public feed snapshot (blocklistproject/, urlhaus/, umbrella/); default the repository's bundled lists and OpenDNS top 10,000")
 	fs.StringVar(&c.out, "out", "loadtest/traffic", "output `folder` for urls.txt and names.txt")
 	fs.IntVar(&c.urls, "urls", 8000, "URL lines to write")
 	fs.IntVar(&c.names, "names", 20000, "name lines to write")
@@ -77,11 +133,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if c.urls < 1 || c.names < 1 || c.blockedShare < 0 || c.blockedShare > 1 {
 		return fmt.Errorf("--urls %d, --names %d, --blocked-share %v: want counts >= 1 and a share in [0, 1]", c.urls, c.names, c.blockedShare)
 	}
-	blocked, err := readBlocked(c.data)
+	src := dataSources(c.data)
+	if c.data == "" {
+		var err error
+		if src, err = repoSources(); err != nil {
+			return err
+		}
+	}
+	blocked, err := readBlocked(src)
 	if err != nil {
 		return err
 	}
-	popular, err := readPopular(filepath.Join(c.data, popularFeed), blocked)
+	popular, err := readPopular(filepath.Join(src.root, src.popular), blocked)
 	if err != nil {
 		return err
 	}
@@ -102,8 +165,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
-	header := fmt.Sprintf("generated by `go run ./loadtest/cmd/mktraffic --seed %d --blocked-share %v`: Umbrella top-100k names by Zipf(1.07) over rank, plus listed names from %s",
-		c.seed, c.blockedShare, strings.Join(blockedFeeds, ", "))
+	header := fmt.Sprintf("generated by `go run ./loadtest/cmd/mktraffic --seed %d --blocked-share %v`: %s names by Zipf(1.07) over rank, plus listed names from %s",
+		c.seed, c.blockedShare, src.popularName, strings.Join(src.blocked, ", "))
 	var urls, names strings.Builder
 	fmt.Fprintf(&urls, "# %s\n# scheme-less lines: loadtest http makes them http://host:18080/path (or https://host:18443/path with --https)\n", header)
 	nBlockedURLs, urlHosts := 0, make(map[string]bool)
@@ -148,29 +211,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// defaultData finds ../shared/data above the working directory.
-func defaultData() string {
-	if d := os.Getenv("CORDON_SHARED_DATA"); d != "" {
-		return d
-	}
-	wd, _ := os.Getwd()
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "..", "shared", "data")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		if filepath.Dir(dir) == dir {
-			return "../shared/data"
-		}
-	}
-}
-
 // readBlocked reads the listed names of every blocked feed: hosts-format
 // lines ("0.0.0.0 name", "127.0.0.1<TAB>name") and bare-name lines alike.
-func readBlocked(data string) (map[string]bool, error) {
+func readBlocked(src sources) (map[string]bool, error) {
 	out := make(map[string]bool)
-	for _, feed := range blockedFeeds {
-		err := eachLine(filepath.Join(data, feed), func(fields []string) {
+	for _, feed := range src.blocked {
+		err := eachLine(filepath.Join(src.root, feed), func(fields []string) {
 			if n, ok := hostName(fields[len(fields)-1]); ok {
 				out[n] = true
 			}
@@ -180,13 +226,13 @@ func readBlocked(data string) (map[string]bool, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no listed names in %s", data)
+		return nil, fmt.Errorf("no listed names in %s", src.root)
 	}
 	return out, nil
 }
 
-// readPopular reads the Umbrella list in rank order, leaving out names a
-// blocked feed lists, so "popular" lines stay allowed.
+// readPopular reads the popularity list in rank order, leaving out names
+// a blocked feed lists, so "popular" lines stay allowed.
 func readPopular(path string, blocked map[string]bool) ([]string, error) {
 	var out []string
 	err := eachLine(path, func(fields []string) {
@@ -209,7 +255,15 @@ func eachLine(path string, fn func(fields []string)) error {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		r = zr
+	}
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") || strings.HasPrefix(fields[0], "!") {

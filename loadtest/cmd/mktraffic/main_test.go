@@ -10,23 +10,51 @@ import (
 	"github.com/cordon-gw/cordon/internal/testutil"
 )
 
-func TestRunBuildsSeededTrafficFromSharedData(t *testing.T) {
-	data := testutil.SharedData(t, "")
+// TestRunBuildsSeededTraffic draws from the repository's own data (the
+// bundled lists and the OpenDNS top 10,000), the default.
+func TestRunBuildsSeededTraffic(t *testing.T) {
+	src, err := repoSources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTraffic(t, nil, src, "OpenDNS top-10k")
+}
+
+// TestRunWithDataFolder draws from a --data folder laid out like the
+// public feed snapshot, built here from the committed samples.
+func TestRunWithDataFolder(t *testing.T) {
+	data := t.TempDir()
+	for _, rel := range blockedFeeds {
+		copyFile(t, testutil.Data(t, rel), filepath.Join(data, rel))
+	}
+	// A popularity list in the Umbrella file's place and format.
+	copyFile(t, testutil.Data(t, "opendns/opendns-random-domains.txt"), filepath.Join(data, "umbrella/umbrella-top-100k.txt"))
+	checkTraffic(t, []string{"--data", data}, dataSources(data), "Umbrella top-100k")
+}
+
+func checkTraffic(t *testing.T, args []string, src sources, popularName string) {
 	var hostsFile string
 	build := func() (urls, names []string) {
 		out := t.TempDir()
 		var stdout, stderr bytes.Buffer
-		if err := run([]string{"--data", data, "--out", out, "--urls", "2000", "--names", "3000", "--blocked-share", "0.2"}, &stdout, &stderr); err != nil {
+		if err := run(append(args, "--out", out, "--urls", "2000", "--names", "3000", "--blocked-share", "0.2"), &stdout, &stderr); err != nil {
 			t.Fatalf("run: %v (%s)", err, stderr.String())
 		}
 		hostsFile = filepath.Join(out, "hosts")
+		b, err := os.ReadFile(filepath.Join(out, "urls.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), popularName+" names by Zipf") {
+			t.Errorf("urls.txt header does not name %q: %.200s", popularName, b)
+		}
 		return lines(t, filepath.Join(out, "urls.txt")), lines(t, filepath.Join(out, "names.txt"))
 	}
 	urls, names := build()
 	if len(urls) != 2000 || len(names) != 3000 {
 		t.Fatalf("got %d URLs and %d names, want 2000 and 3000", len(urls), len(names))
 	}
-	blocked, err := readBlocked(data)
+	blocked, err := readBlocked(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +118,20 @@ func TestHostName(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("hostName(%q) = %q, %v, want %q", in, got, ok, want)
 		}
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
