@@ -19,9 +19,18 @@ run: build
 build:
 	$(GO) build -o $(BIN) ./cmd/cordon
 
-## test: install what the tests need, then run vet, format check and every test
+# What git sees in the work tree, ignored files included: a test that
+# writes anywhere but under t.TempDir() changes it (empty outside git).
+TREE_STATE = git status --porcelain --ignored --untracked-files=all 2>/dev/null
+
+## test: install what the tests need, then run vet, format check and every
+## test; fails when the tests left or changed files in the tree
 test: test-deps check
-	$(GO) test -race -count=1 -timeout 20m ./...
+	@echo "$(GO) test -race -count=1 -timeout 20m ./..."; state=$$(mktemp); $(TREE_STATE) >$$state; \
+	$(GO) test -race -count=1 -timeout 20m ./... || { rm -f $$state; exit 1; }; \
+	if ! $(TREE_STATE) | diff -u --label before --label after $$state -; then \
+		rm -f $$state; echo "make test: the tests changed the tree (diff above); tests write only under t.TempDir()"; exit 1; \
+	fi; rm -f $$state
 
 test-deps:
 	@missing=""; \
