@@ -83,9 +83,19 @@ func loadBenchCorpus(b testing.TB) *benchCorpus {
 		for _, n := range base {
 			listed[n] = struct{}{}
 		}
-		// Popular names: the OpenDNS top 10,000, then its random sample.
-		for _, rel := range []string{"opendns/opendns-top-domains.txt", "opendns/opendns-random-domains.txt"} {
-			for _, n := range strings.Fields(string(testutil.ReadData(b, rel))) {
+		// Popular names: the OpenDNS top 10,000 (bundled as the newly-seen
+		// baseline), then OpenDNS's random sample of benign names.
+		top, err := openBundled(bundledPrefix + popularFile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		topText, err := io.ReadAll(top)
+		top.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, text := range [][]byte{topText, testutil.ReadData(b, "opendns/opendns-random-domains.txt")} {
+			for _, n := range strings.Fields(string(text)) {
 				n = strings.TrimSuffix(strings.ToLower(n), ".")
 				if len(corpus.miss) == 2*benchHosts {
 					break

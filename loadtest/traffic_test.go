@@ -126,7 +126,7 @@ func FuzzParseNames(f *testing.F) {
 	for _, s := range []string{"www.example.com A", "a.test.\nb.test AAAA", "; c\n# d", "xn--bcher-kva.example HTTPS"} {
 		f.Add(s)
 	}
-	addSeedLines(f, testutil.Data(f, "opendns/opendns-top-domains.txt"), 30, func(l string) { f.Add(l) })
+	addSeedLines(f, testutil.Data(f, "opendns/opendns-random-domains.txt"), 30, func(l string) { f.Add(l) })
 	addSeedLines(f, "traffic/names.txt", 30, func(l string) { f.Add(l) })
 	f.Fuzz(func(t *testing.T, text string) {
 		qs, err := ParseNames(strings.NewReader(text))

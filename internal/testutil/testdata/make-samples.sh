@@ -87,8 +87,7 @@ put ipsum/LICENSE cat
 put x4bnet/output/datacenter/ipv6.txt head -n 500
 put x4bnet/output/vpn/ipv6.txt head -n 100
 
-# popular names (benchmark misses, loadtest traffic)
-put opendns/opendns-top-domains.txt cat
+# benign names (benchmark misses; the top list is bundled, categorizer/bundled)
 put opendns/opendns-random-domains.txt cat
 put opendns/README.md cat
 

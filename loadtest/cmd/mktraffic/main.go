@@ -15,7 +15,7 @@
 //
 // By default everything comes from the repository: the listed names from
 // the bundled default lists (categorizer/bundled) and the popular names
-// from the OpenDNS top 10,000 (internal/testutil/testdata/opendns).
+// from the OpenDNS top 10,000 (bundled as the newly-seen baseline).
 // --data names a folder laid out like the public feed snapshot the
 // committed files were built from (blocklistproject/, urlhaus/ and
 // umbrella/umbrella-top-100k.txt): the same listed names, and the Cisco
@@ -94,7 +94,7 @@ func repoSources() (sources, error) {
 	if err != nil {
 		return sources{}, err
 	}
-	return sources{blocked: bundledFeeds, popular: "internal/testutil/testdata/opendns/opendns-top-domains.txt.gz", popularName: "OpenDNS top-10k", root: root}, nil
+	return sources{blocked: bundledFeeds, popular: "categorizer/bundled/popular-opendns-top.gz", popularName: "OpenDNS top-10k", root: root}, nil
 }
 
 // repoRoot is the nearest folder at or above the working directory whose
