@@ -39,7 +39,7 @@ type axisLabel struct {
 }
 
 func newColumnChart(points []hourPoint, label string) *columnChart {
-	c := &columnChart{Width: 900, Height: 190, Left: 52, Top: 10, Bottom: 162, Label: label}
+	c := &columnChart{Width: 560, Height: 200, Left: 40, Top: 10, Bottom: 172, Label: label}
 	plotW, plotH := float64(c.Width-c.Left-6), float64(c.Bottom-c.Top)
 	var peak int64
 	for _, p := range points {
@@ -54,7 +54,7 @@ func newColumnChart(points []hourPoint, label string) *columnChart {
 	}
 	slot := plotW / float64(len(points))
 	gap := math.Min(3, slot*0.25)
-	every := max(1, (len(points)+11)/12)
+	every := max(1, (len(points)+5)/6)
 	for i, p := range points {
 		x := float64(c.Left) + slot*float64(i)
 		h := plotH * float64(p.Requests) / float64(scale)
