@@ -554,7 +554,7 @@ func (a *API) registerRoutes() {
 		a.writeVersion(w, r, act, v)
 		return nil
 	})
-	a.handle("GET", p+"/policy/diff", PermRead, func(w http.ResponseWriter, r *http.Request, _ Actor) error {
+	a.handle("GET", p+"/policy/diff", PermRead, func(w http.ResponseWriter, r *http.Request, act Actor) error {
 		if err := knownQuery(r, "from", "to", "format"); err != nil {
 			return err
 		}
@@ -572,6 +572,7 @@ func (a *API) registerRoutes() {
 		if err != nil {
 			return err
 		}
+		d.Changes = redactDiff(d.Changes, act.Role)
 		if q.Get("format") == "text" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			_, _ = io.WriteString(w, d.String())

@@ -62,8 +62,48 @@ func (a *API) readChange(w http.ResponseWriter, r *http.Request) (ChangeInput, e
 	return ChangeInput{}, badRequest("Content-Type %q: want application/json or application/yaml", mt)
 }
 
+// redactDiff hides password hashes and DoH tokens in a diff from
+// non-admin readers.
+func redactDiff(cs []Change, role Role) []Change {
+	if role == RoleAdmin {
+		return cs
+	}
+	out := make([]Change, len(cs))
+	for i, c := range cs {
+		out[i] = c
+		if c.Section != SectionUsers {
+			continue
+		}
+		out[i].Fields = make([]FieldChange, len(c.Fields))
+		for j, f := range c.Fields {
+			if f.Field == "password_hash" || f.Field == "doh_token" {
+				if f.Before != nil {
+					f.Before = RedactedSecret
+				}
+				if f.After != nil {
+					f.After = RedactedSecret
+				}
+			}
+			out[i].Fields[j] = f
+		}
+	}
+	return out
+}
+
 // redactChange hides secrets of a draft from non-admin readers.
 func redactChange(c *ChangeRequest, role Role) *ChangeRequest {
+	if c.Impact != nil && role != RoleAdmin {
+		im := *c.Impact
+		im.Diff = redactDiff(im.Diff, role)
+		c.Impact = &im
+	}
+	if role != RoleAdmin {
+		for i := range c.Conflicts {
+			if c.Conflicts[i].Section == SectionUsers {
+				c.Conflicts[i].Base, c.Conflicts[i].Live, c.Conflicts[i].Change = RedactedSecret, RedactedSecret, RedactedSecret
+			}
+		}
+	}
 	if c.Policy != nil {
 		c.Policy = redact(c.Policy, role)
 	}

@@ -319,3 +319,27 @@ func TestChangeFromReview(t *testing.T) {
 func testutilCounter(c interface{ Desc() *prometheus.Desc }) float64 {
 	return promtest.ToFloat64(c.(prometheus.Collector))
 }
+
+func TestChangeSecretsRedacted(t *testing.T) {
+	env := newChangeEnv(t)
+	const hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+	c := env.open(t, "admin", map[string]any{"title": "password for bob",
+		"patch": map[string]any{"users": map[string]any{"put": []any{map[string]any{"name": "bob", "password_hash": hash}}}}})
+	if got := c.Impact.RequiredRoles; len(got) != 1 || got[0] != RoleAdmin {
+		t.Errorf("required for a user change = %v, want admin", got)
+	}
+	for _, who := range []string{"ann", "sam"} {
+		var raw json.RawMessage
+		if code := env.call(t, who, "GET", "/api/v1/changes/"+c.ID, nil, &raw); code != 200 || strings.Contains(string(raw), "argon2id") {
+			t.Errorf("%s reads the change: %d, hash shown: %v", who, code, strings.Contains(string(raw), "argon2id"))
+		}
+	}
+	var got ChangeRequest
+	if code := env.call(t, "admin", "POST", "/api/v1/changes/"+c.ID+"/apply", map[string]any{"emergency": true, "reason": "locked out"}, &got); code != 200 {
+		t.Fatalf("apply: %d", code)
+	}
+	var raw json.RawMessage
+	if code := env.call(t, "ann", "GET", "/api/v1/policy/diff", nil, &raw); code != 200 || strings.Contains(string(raw), "argon2id") || !strings.Contains(string(raw), "redacted") {
+		t.Errorf("auditor reads the diff: %d %s", code, raw)
+	}
+}
