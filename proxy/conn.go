@@ -244,6 +244,9 @@ func (c *limitConn) Close() error {
 	return err
 }
 
+// NetConn returns the accepted connection (the TCP socket tunnels splice).
+func (c *limitConn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite half-closes when the underlying connection can.
 func (c *limitConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -173,7 +172,8 @@ var helloBufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, m
 
 // splice connects an allowed CONNECT to the checked address, answers 200,
 // peeks the ClientHello for its SNI, decides again if the SNI names a
-// different host (domain fronting), then relays bytes both ways.
+// different host (domain fronting), then relays bytes both ways (see
+// tunnel).
 func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port uint16) {
 	defer client.Close()
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
@@ -200,20 +200,22 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	ex.status = http.StatusOK
 
 	var src io.Reader = client
+	var early *bytes.Reader
 	if len(ex.hijackBuf) > 0 {
-		src = io.MultiReader(bytes.NewReader(ex.hijackBuf), client)
+		early = bytes.NewReader(ex.hijackBuf)
+		src = io.MultiReader(early, client)
 	}
 	br := helloBufPool.Get().(*bufio.Reader)
 	br.Reset(src)
 
+	t := newTunnel(client, up, s.cfg.TunnelIdleTimeout)
+	defer t.stop()
 	// Relay origin → client at once: server-speaks-first protocols must not
 	// wait for the ClientHello peek.
-	var lastActive atomic.Int64
-	lastActive.Store(time.Now().UnixNano())
 	downDone := make(chan struct{})
 	go func() {
 		defer close(downDone)
-		n, err := copyIdle(client, up, up, s.cfg.TunnelIdleTimeout, &lastActive)
+		n, err := t.copy(client, up, up)
 		ex.down.Add(n)
 		if err != nil {
 			// Idle, reset or a client that stopped reading: end both
@@ -247,21 +249,23 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 			}
 		}
 	}
-	// Forward what the peek buffered, then give the 64 KiB reader back:
-	// a long-lived tunnel must not hold it.
+	// Forward what the peek buffered (and any early bytes it did not
+	// reach), then give the 64 KiB reader back: a long-lived tunnel must
+	// not hold it.
 	var werr error
 	if held := br.Buffered(); held > 0 {
 		b, _ := br.Peek(held)
-		_ = up.SetWriteDeadline(time.Now().Add(s.cfg.DialTimeout))
-		var w int
-		w, werr = up.Write(b)
-		ex.up.Add(int64(w))
+		werr = s.writeHeld(ex, up, b)
 	}
 	br.Reset(nil)
 	helloBufPool.Put(br)
+	if werr == nil && early != nil && early.Len() > 0 {
+		rest := ex.hijackBuf[len(ex.hijackBuf)-early.Len():]
+		werr = s.writeHeld(ex, up, rest)
+	}
 	var n int64
 	if werr == nil {
-		n, err = copyIdle(up, src, client, s.cfg.TunnelIdleTimeout, &lastActive)
+		n, err = t.copy(up, client, client)
 	} else {
 		err = werr
 	}
@@ -275,53 +279,12 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	<-downDone
 }
 
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-		return
-	}
-	_ = c.Close()
-}
-
-// copyBufPool holds relay buffers: 16 KiB, one TLS record, per direction
-// of an active tunnel.
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
-
-// copyIdle copies src to dst until EOF or error, or until neither
-// direction of the tunnel moved for idle. rc is the connection src reads
-// from (its read deadline implements the idle timeout); a write to dst
-// blocked for idle (a peer that stopped reading) fails too.
-func copyIdle(dst net.Conn, src io.Reader, rc net.Conn, idle time.Duration, lastActive *atomic.Int64) (int64, error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		if idle > 0 {
-			_ = rc.SetReadDeadline(time.Now().Add(idle))
-		}
-		n, err := src.Read(buf)
-		if n > 0 {
-			lastActive.Store(time.Now().UnixNano())
-			if idle > 0 {
-				_ = dst.SetWriteDeadline(time.Now().Add(idle))
-			}
-			w, werr := dst.Write(buf[:n])
-			total += int64(w)
-			if werr != nil {
-				return total, werr
-			}
-		}
-		if err != nil {
-			var ne net.Error
-			if idle > 0 && errors.As(err, &ne) && ne.Timeout() &&
-				time.Since(time.Unix(0, lastActive.Load())) < idle {
-				continue // the other direction is active
-			}
-			if err == io.EOF {
-				return total, nil
-			}
-			return total, err
-		}
-	}
+// writeHeld sends bytes the proxy read from the client before the relay
+// (the peeked ClientHello) to the origin, bounded by the dial timeout.
+func (s *Server) writeHeld(ex *exchange, up net.Conn, b []byte) error {
+	_ = up.SetWriteDeadline(time.Now().Add(s.cfg.DialTimeout))
+	w, err := up.Write(b)
+	_ = up.SetWriteDeadline(time.Time{})
+	ex.up.Add(int64(w))
+	return err
 }
