@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -236,6 +237,9 @@ type limitConn struct {
 	l    *limitListener
 	ip   netip.Addr
 	once sync.Once
+	// state is connActive, connIdle (waiting for a request: Shutdown may
+	// close it) or connClosedIdle.
+	state atomic.Int32
 }
 
 func (c *limitConn) Close() error {

@@ -19,7 +19,7 @@ import (
 	"github.com/cordon-gw/cordon/policies"
 )
 
-// onConnect decides a CONNECT on its target. Order:
+// serveConnect decides a CONNECT on its target. Order:
 //  1. validate host:port and refuse ports outside connect_ports;
 //  2. decide on the CONNECT host name;
 //  3. decrypt when inspection is on and neither category nor domain
@@ -31,30 +31,27 @@ import (
 //  5. resolve once, refuse forbidden destinations (403) and decide again
 //     with the address that will be dialed;
 //  6. splice, deciding again on the TLS SNI when it names another host.
-func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	ex := exchangeFrom(ctx.Req.Context())
-	if ex == nil {
-		return s.rejectConnect(ctx, &exchange{}, http.StatusBadRequest, "bad request", ""), target
-	}
-	ctx.UserData = ex
+func (cc *clientConn) serveConnect(ex *exchange) outcome {
+	s := cc.s
+	target := string(cc.req.target)
 	host, port, ok := splitTarget(target, 443)
 	if !ok {
 		s.m.refused.WithLabelValues("bad_request").Inc()
 		ex.refusal = "bad_request"
-		return s.rejectConnect(ctx, ex, http.StatusBadRequest, "invalid CONNECT target", ""), target
+		return cc.refuseConnect(ex, s.rejectConnect(ex, http.StatusBadRequest, "invalid CONNECT target", ""))
 	}
 	ex.host = host
 	if !s.connectPortAllowed(port) {
 		s.m.refused.WithLabelValues("port").Inc()
 		ex.refusal = "port"
-		return s.rejectConnect(ctx, ex, http.StatusForbidden, "CONNECT to port "+strconv.Itoa(int(port))+" is not allowed", "port"), target
+		return cc.refuseConnect(ex, s.rejectConnect(ex, http.StatusForbidden, "CONNECT to port "+strconv.Itoa(int(port))+" is not allowed", "port"))
 	}
-	literal, _ := netip.ParseAddr(host)
+	literal := parseIP(host)
 	if literal.IsValid() && s.guard.refusal(literal, port) != "" {
 		// An address literal is checked at once, inspected or not.
 		s.m.refused.WithLabelValues("destination").Inc()
 		ex.refusal = "destination"
-		return s.rejectConnect(ctx, ex, http.StatusForbidden, "destination not allowed", "destination"), target
+		return cc.refuseConnect(ex, s.rejectConnect(ex, http.StatusForbidden, "destination not allowed", "destination"))
 	}
 	d := s.decide(ex, host, "", literal)
 	if s.mitm != nil && s.mitm.shouldInspect(host, port, s.engine, ex.verdict) {
@@ -62,36 +59,57 @@ func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Conne
 		// resolved and checked) on its full URL, and a block or warn shows
 		// the real page there.
 		ex.mitm = true
-		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitm.tlsConfig}, target
+		return cc.bridgeMITM(ex, target)
 	}
 	// A blocked name is refused before it is resolved.
-	if reject := s.connectVerdict(ctx, ex, d); reject != nil {
-		return reject, target
+	if reject := s.connectVerdict(ex, d); reject != nil {
+		return cc.refuseConnect(ex, reject)
 	}
-	addrs, err := s.guard.resolve(ctx.Req.Context(), host, port)
+	addrs, err := s.guard.resolveInto(context.Background(), host, port, &cc.addrBuf)
 	if err != nil {
 		if errors.Is(err, ErrDestinationRefused) {
 			s.m.refused.WithLabelValues("destination").Inc()
 			ex.refusal = "destination"
-			return s.rejectConnect(ctx, ex, http.StatusForbidden, "destination not allowed", "destination"), target
+			return cc.refuseConnect(ex, s.rejectConnect(ex, http.StatusForbidden, "destination not allowed", "destination"))
 		}
 		s.m.upstreamErrors.WithLabelValues("resolve").Inc()
 		ex.refusal = "resolve"
-		return s.rejectConnect(ctx, ex, http.StatusBadGateway, "cannot resolve "+host, ""), target
+		return cc.refuseConnect(ex, s.rejectConnect(ex, http.StatusBadGateway, "cannot resolve "+host, ""))
 	}
 	if !literal.IsValid() {
 		// Again with the address that will be dialed.
 		d = s.decide(ex, host, "", addrs[0])
-		if reject := s.connectVerdict(ctx, ex, d); reject != nil {
-			return reject, target
+		if reject := s.connectVerdict(ex, d); reject != nil {
+			return cc.refuseConnect(ex, reject)
 		}
 	}
-	return &goproxy.ConnectAction{
-		Action: goproxy.ConnectHijack,
-		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-			s.splice(ex, client, addrs, port)
-		},
-	}, target
+	// Bytes the client sent right after the CONNECT head belong to the
+	// tunnel.
+	if n := cc.r.buffered(); n > 0 {
+		ex.hijackBuf = append([]byte(nil), cc.r.bytes()...)
+		cc.r.discard(n)
+	}
+	s.splice(ex, cc.c, addrs, port)
+	s.finish(ex)
+	return closeConn
+}
+
+// refuseConnect answers a refused CONNECT and ends the connection.
+func (cc *clientConn) refuseConnect(ex *exchange, resp *http.Response) outcome {
+	_ = cc.writeResponse(resp, true)
+	cc.s.finish(ex)
+	return closeConn
+}
+
+// onConnect is goproxy's CONNECT handler. The front end decided already
+// and hands goproxy only the tunnels it decrypts (bridgeMITM).
+func (s *Server) onConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	ex := exchangeFrom(ctx.Req.Context())
+	if ex == nil || !ex.mitm || s.mitm == nil {
+		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, target
+	}
+	ctx.UserData = ex
+	return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitm.tlsConfig}, target
 }
 
 func (s *Server) connectPortAllowed(port uint16) bool {
@@ -105,13 +123,13 @@ func (s *Server) connectPortAllowed(port uint16) bool {
 
 // connectVerdict renders a block or unacknowledged warn on a CONNECT; nil
 // means the tunnel may proceed.
-func (s *Server) connectVerdict(ctx *goproxy.ProxyCtx, ex *exchange, d policies.Decision) *goproxy.ConnectAction {
+func (s *Server) connectVerdict(ex *exchange, d policies.Decision) *http.Response {
 	switch d.Action {
 	case policies.ActionBlock:
-		return s.rejectConnect(ctx, ex, http.StatusForbidden, "blocked by policy: "+describeReason(d), "block")
+		return s.rejectConnect(ex, http.StatusForbidden, "blocked by policy: "+describeReason(d), "block")
 	case policies.ActionWarn:
 		if s.cfg.ConnectWarn == "block" && !s.warns.acknowledged(ex.userKey(), ex.host) {
-			return s.rejectConnect(ctx, ex, http.StatusForbidden,
+			return s.rejectConnect(ex, http.StatusForbidden,
 				"caution required: open http://"+ex.host+"/ in a browser to confirm and continue", "warn")
 		}
 		ex.warnPassed = true
@@ -119,9 +137,10 @@ func (s *Server) connectVerdict(ctx *goproxy.ProxyCtx, ex *exchange, d policies.
 	return nil
 }
 
-// rejectConnect answers a CONNECT with status, a short text body and an
-// X-Cordon-Block header (browsers show nothing of it; tools and logs do).
-func (s *Server) rejectConnect(ctx *goproxy.ProxyCtx, ex *exchange, status int, msg, kind string) *goproxy.ConnectAction {
+// rejectConnect is the answer to a refused CONNECT: status, a short text
+// body and an X-Cordon-Block header (browsers show nothing of it; tools
+// and logs do).
+func (s *Server) rejectConnect(ex *exchange, status int, msg, kind string) *http.Response {
 	ex.status = status
 	body := "Cordon: " + msg + "\nRequest ID: " + ex.id + "\n"
 	h := http.Header{}
@@ -141,7 +160,8 @@ func (s *Server) rejectConnect(ctx *goproxy.ProxyCtx, ex *exchange, status int, 
 		}
 		h.Set("X-Cordon-Block", v)
 	}
-	ctx.Resp = &http.Response{
+	ex.down.Store(int64(len(body)))
+	return &http.Response{
 		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
 		StatusCode:    status,
 		Proto:         "HTTP/1.1",
@@ -152,7 +172,6 @@ func (s *Server) rejectConnect(ctx *goproxy.ProxyCtx, ex *exchange, status int, 
 		ContentLength: int64(len(body)),
 		Close:         true,
 	}
-	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
 }
 
 func sanitizeHeader(s string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,10 @@ type exchange struct {
 	finished atomic.Bool
 }
 
+// eventPool recycles the events handed to EventSink.Record, which must
+// not keep them.
+var eventPool = sync.Pool{New: func() any { return new(policies.AccessEvent) }}
+
 type exchangeKey struct{}
 
 func withExchange(ctx context.Context, ex *exchange) context.Context {
@@ -112,7 +117,12 @@ func (s *Server) finish(ex *exchange) {
 		return
 	}
 	now := time.Now()
-	ev := &policies.AccessEvent{
+	ev := eventPool.Get().(*policies.AccessEvent)
+	defer func() {
+		*ev = policies.AccessEvent{}
+		eventPool.Put(ev)
+	}()
+	*ev = policies.AccessEvent{
 		Time:     ex.start,
 		ID:       ex.id,
 		Protocol: ex.proto,

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -80,7 +79,7 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (outReq *ht
 	// Decide on the name first: a blocked name is never resolved (no DNS
 	// leak to a malicious domain, and an unresolvable blocked name still
 	// gets its block page).
-	literal, _ := netip.ParseAddr(host)
+	literal := parseIP(host)
 	d := s.decide(ex, host, req.URL.Path, literal)
 	if page := s.stopPage(req, ex, d); page != nil {
 		return req, page

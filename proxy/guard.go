@@ -48,7 +48,7 @@ var guardedPrefixes = []struct {
 // move a connection after the decision.
 type guard struct {
 	resolver  Resolver
-	overrides map[string]netip.Addr
+	overrides map[string][]netip.Addr // one address each; read-only after newGuard
 	allow     []netip.Prefix
 	dialer    net.Dialer
 	cacheTTL  time.Duration
@@ -70,7 +70,7 @@ const maxDNSCache = 50000
 func newGuard(cfg Config, resolver Resolver) (*guard, error) {
 	g := &guard{
 		resolver:  resolver,
-		overrides: map[string]netip.Addr{},
+		overrides: map[string][]netip.Addr{},
 		cacheTTL:  cfg.DNSCacheTTL,
 		own:       map[netip.AddrPort]bool{},
 		ownPort:   map[uint16]bool{},
@@ -91,7 +91,7 @@ func newGuard(cfg Config, resolver Resolver) (*guard, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: resolve_overrides %s: %w", h, err)
 		}
-		g.overrides[normalizeHost(h)] = a.Unmap()
+		g.overrides[normalizeHost(h)] = []netip.Addr{a.Unmap()}
 	}
 	for _, s := range cfg.AllowPrivateDestinations {
 		p, err := parsePrefix(s)
@@ -131,7 +131,7 @@ func (g *guard) loadHosts(path string) error {
 		}
 		for _, h := range fields[1:] {
 			if nh := normalizeHost(h); nh != "" {
-				g.overrides[nh] = a.Unmap()
+				g.overrides[nh] = []netip.Addr{a.Unmap()}
 			}
 		}
 	}
@@ -188,9 +188,27 @@ func (g *guard) refusal(a netip.Addr, port uint16) string {
 // order. A literal address is checked as is. When every address is refused
 // the error wraps ErrDestinationRefused.
 func (g *guard) resolve(ctx context.Context, host string, port uint16) ([]netip.Addr, error) {
-	addrs, err := g.lookup(ctx, host)
+	return g.resolveInto(ctx, host, port, nil)
+}
+
+// resolveInto is resolve that puts an address literal into buf (when not
+// nil) instead of a new slice; the result is valid while buf is.
+func (g *guard) resolveInto(ctx context.Context, host string, port uint16, buf *[1]netip.Addr) ([]netip.Addr, error) {
+	addrs, err := g.lookup(ctx, host, buf)
 	if err != nil {
 		return nil, err
+	}
+	// Usually every address passes: return the looked-up slice itself
+	// (callers never modify it).
+	refused := -1
+	for i, a := range addrs {
+		if g.refusal(a, port) != "" {
+			refused = i
+			break
+		}
+	}
+	if refused < 0 {
+		return addrs, nil
 	}
 	out := make([]netip.Addr, 0, len(addrs))
 	var why string
@@ -207,12 +225,16 @@ func (g *guard) resolve(ctx context.Context, host string, port uint16) ([]netip.
 	return out, nil
 }
 
-func (g *guard) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
+func (g *guard) lookup(ctx context.Context, host string, buf *[1]netip.Addr) ([]netip.Addr, error) {
+	if a := parseIP(host); a.IsValid() {
+		if buf != nil {
+			buf[0] = a.Unmap()
+			return buf[:], nil
+		}
 		return []netip.Addr{a.Unmap()}, nil
 	}
 	if a, ok := g.overrides[host]; ok {
-		return []netip.Addr{a}, nil
+		return a, nil
 	}
 	now := time.Now()
 	if g.cacheTTL > 0 {

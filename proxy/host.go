@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cordon-gw/cordon/categorizer"
 )
@@ -23,6 +25,30 @@ func normalizeHost(host string) string {
 		return ""
 	}
 	return h
+}
+
+// parseIPMaybe is netip.ParseAddr without its cost for what cannot be an
+// address: a name with letters and no colon is refused before parsing
+// (a failed ParseAddr allocates its error).
+func parseIPMaybe(s string) (netip.Addr, bool) {
+	if s == "" {
+		return netip.Addr{}, false
+	}
+	if strings.IndexByte(s, ':') < 0 {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; (c < '0' || c > '9') && c != '.' {
+				return netip.Addr{}, false
+			}
+		}
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
+}
+
+// parseIP returns the address host names, or the zero Addr.
+func parseIP(host string) netip.Addr {
+	a, _ := parseIPMaybe(host)
+	return a
 }
 
 // splitTarget parses a CONNECT target or URL authority "host:port" (port
@@ -60,4 +86,44 @@ func hostInDomains(host string, domains []string) bool {
 		}
 	}
 	return false
+}
+
+// hostCache remembers how URL authorities split and normalize, so the
+// front end turns the host of a repeated authority into a string without
+// allocating. Bounded: it starts over when full.
+type hostCache struct {
+	mu sync.RWMutex
+	m  [2]map[string]hostEntry // by default port: 80, 443
+}
+
+type hostEntry struct {
+	host string
+	port uint16
+	ok   bool
+}
+
+const maxHostCache = 8192
+
+// split is splitTarget for an authority of an http (defPort 80) or https
+// (443) URL.
+func (c *hostCache) split(authority []byte, defPort uint16) (string, uint16, bool) {
+	i := 0
+	if defPort == 443 {
+		i = 1
+	}
+	c.mu.RLock()
+	e, hit := c.m[i][string(authority)]
+	c.mu.RUnlock()
+	if hit {
+		return e.host, e.port, e.ok
+	}
+	key := string(authority)
+	e.host, e.port, e.ok = splitTarget(key, defPort)
+	c.mu.Lock()
+	if c.m[i] == nil || len(c.m[i]) >= maxHostCache {
+		c.m[i] = make(map[string]hostEntry)
+	}
+	c.m[i][key] = e
+	c.mu.Unlock()
+	return e.host, e.port, e.ok
 }

@@ -64,7 +64,11 @@ type Server struct {
 	pac     *pacHandler
 	mitm    *mitm // nil when TLS inspection is off
 	secret  []byte
-	http    *http.Server
+
+	// front end state
+	upstream *upstreamPool
+	hosts    hostCache
+	closingF atomic.Bool
 
 	timeouts connTimeouts
 	authLim  *authLimiter
@@ -177,16 +181,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	gp.OnResponse().DoFunc(s.onResponse)
 	s.gp = gp
 
-	s.http = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		// The proxy speaks HTTP/1.1 to clients; CONNECT tunnels need
-		// hijacking, which HTTP/2 does not offer.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-	}
+	s.upstream = newUpstreamPool(cfg.MaxIdleConnsPerHost, cfg.MaxIdleConnsPerHost*64, cfg.IdleTimeout)
 	return s, nil
 }
 
@@ -212,7 +207,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners = append(s.listeners, ll)
 	s.mu.Unlock()
-	return s.http.Serve(ll)
+	return s.serveAccepted(ll)
 }
 
 // DenyDestination adds an address the proxy never dials, whatever
@@ -224,20 +219,26 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) DenyDestination(addr net.Addr) { s.guard.addListener(addr) }
 
 // Shutdown stops accepting, lets requests and tunnels in flight finish
-// until ctx is done, then closes whatever is left.
+// until ctx is done, then closes whatever is left. Connections waiting
+// for their next request are closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.closingF.Store(true)
 	lls := append([]*limitListener(nil), s.listeners...)
 	s.mu.Unlock()
-	err := s.http.Shutdown(ctx)
-	// Hijacked connections (tunnels, upgrades) are not tracked by
-	// http.Server; the listeners know them.
+	var err error
+	for _, ll := range lls {
+		if cerr := ll.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = errors.Join(err, cerr)
+		}
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		open := 0
 		for _, ll := range lls {
+			ll.closeIdle()
 			open += ll.open()
 		}
 		if open == 0 {
@@ -248,11 +249,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			for _, ll := range lls {
 				ll.closeAll()
 			}
+			s.upstream.closeIdle(true)
 			s.tr.CloseIdleConnections()
 			return errors.Join(err, ctx.Err())
 		case <-tick.C:
 		}
 	}
+	s.upstream.closeIdle(true)
 	s.tr.CloseIdleConnections()
 	return err
 }
@@ -265,91 +268,6 @@ func (s *Server) newID() string {
 		seq = "00000000"[len(seq):] + seq
 	}
 	return s.idPrefix + "-" + seq
-}
-
-// ServeHTTP is the edge of the proxy: recover, route local pages, refuse
-// loops, identify the client, then hand proxy requests to goproxy.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			s.m.panics.Inc()
-			s.log.ErrorContext(r.Context(), "handler panic", logPanic, v, logMethod, r.Method)
-			http.Error(w, "internal proxy error", http.StatusInternalServerError)
-		}
-	}()
-	if r.Method != http.MethodConnect && !r.URL.IsAbs() {
-		s.serveLocal(w, r)
-		return
-	}
-	client := remoteAddr(r)
-	ex := &exchange{id: s.newID(), start: time.Now(), clientIP: client, method: r.Method}
-	if r.Method == http.MethodConnect {
-		ex.proto = policies.ProtoHTTPS
-		ex.host = normalizeHost(stripPort(r.Host))
-	} else {
-		ex.host = normalizeHost(r.URL.Hostname())
-		ex.path = r.URL.Path
-		if r.URL.Scheme == "https" {
-			ex.proto = policies.ProtoHTTPS
-		}
-	}
-
-	// 1. Loops first: a request that already passed this proxy must not be
-	// decided or forwarded again.
-	if viaLoop(r.Header, s.cfg.Via) {
-		s.m.refused.WithLabelValues("loop").Inc()
-		ex.refusal, ex.status = "loop", http.StatusLoopDetected
-		http.Error(w, "Cordon: forwarding loop detected", http.StatusLoopDetected)
-		s.finish(ex)
-		return
-	}
-	// 2. Identity: credentials when offered (failed logins are rate
-	// limited per address), otherwise the client network. Never an open
-	// proxy.
-	if r.Header.Get("Proxy-Authorization") != "" && s.authLim.blocked(client) {
-		s.m.refused.WithLabelValues("auth_rate").Inc()
-		ex.refusal, ex.status = "auth_rate", http.StatusTooManyRequests
-		w.Header().Set("Retry-After", "60")
-		http.Error(w, "Cordon: too many failed logins from this address, try again in a minute", http.StatusTooManyRequests)
-		s.finish(ex)
-		return
-	}
-	p, ok := s.identify(r, client)
-	if !ok {
-		if r.Header.Get("Proxy-Authorization") != "" {
-			s.authLim.failed(client)
-		}
-		s.m.refused.WithLabelValues("auth").Inc()
-		ex.refusal, ex.status = "auth", http.StatusProxyAuthRequired
-		w.Header().Set("Proxy-Authenticate", `Basic realm="Cordon", charset="UTF-8"`)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusProxyAuthRequired)
-		_, _ = w.Write([]byte("Cordon: proxy authentication required\n"))
-		s.finish(ex)
-		return
-	}
-	ex.principal = p
-	r.Header.Del("Proxy-Authorization")
-
-	ex.client = http.NewResponseController(w)
-	rec := &recorder{ResponseWriter: w, ex: ex, timeouts: s.timeouts}
-	s.gp.ServeHTTP(rec, r.WithContext(withExchange(r.Context(), ex)))
-	if ex.mitm {
-		return // each decrypted request reports itself
-	}
-	if r.Method != http.MethodConnect {
-		ex.status = rec.status
-		ex.down.Store(rec.written)
-		if rec.hijacked != nil {
-			// goproxy relays an upgraded connection until one side ends
-			// but never closes the client side.
-			_ = rec.hijacked.Close()
-		}
-	}
-	s.finish(ex)
 }
 
 // identify returns the client's principal: from Proxy-Authorization when
