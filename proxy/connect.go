@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -83,13 +80,9 @@ func (cc *clientConn) serveConnect(ex *exchange) outcome {
 			return cc.refuseConnect(ex, reject)
 		}
 	}
-	// Bytes the client sent right after the CONNECT head belong to the
-	// tunnel.
-	if n := cc.r.buffered(); n > 0 {
-		ex.hijackBuf = append([]byte(nil), cc.r.bytes()...)
-		cc.r.discard(n)
-	}
-	s.splice(ex, cc.c, addrs, port)
+	// Bytes the client sent right after the CONNECT head (still in cc.r)
+	// belong to the tunnel.
+	s.splice(ex, cc.c, &cc.r, addrs, port)
 	s.finish(ex)
 	return closeConn
 }
@@ -187,13 +180,27 @@ func sanitizeHeader(s string) string {
 // when a tunnel's SNI is blocked after the 200 was already sent.
 var tlsAlertAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49}
 
-var helloBufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxHelloBuffer) }}
+// helloPeeker lets peekClientHello read a connection's wireReader.
+type helloPeeker struct{ r *wireReader }
+
+func (p helloPeeker) Size() int { return maxHelloBuffer }
+
+// Peek returns the next n bytes without consuming them, reading (and
+// growing the buffer) as needed.
+func (p helloPeeker) Peek(n int) ([]byte, error) {
+	for p.r.buffered() < n {
+		if err := p.r.fill(maxHelloBuffer); err != nil {
+			return p.r.bytes(), err
+		}
+	}
+	return p.r.bytes()[:n], nil
+}
 
 // splice connects an allowed CONNECT to the checked address, answers 200,
 // peeks the ClientHello for its SNI, decides again if the SNI names a
 // different host (domain fronting), then relays bytes both ways (see
 // tunnel).
-func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port uint16) {
+func (s *Server) splice(ex *exchange, client net.Conn, r *wireReader, addrs []netip.Addr, port uint16) {
 	defer client.Close()
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
 	t0 := time.Now()
@@ -218,15 +225,6 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 	}
 	ex.status = http.StatusOK
 
-	var src io.Reader = client
-	var early *bytes.Reader
-	if len(ex.hijackBuf) > 0 {
-		early = bytes.NewReader(ex.hijackBuf)
-		src = io.MultiReader(early, client)
-	}
-	br := helloBufPool.Get().(*bufio.Reader)
-	br.Reset(src)
-
 	t := newTunnel(client, up, s.cfg.TunnelIdleTimeout)
 	defer t.stop()
 	// Relay origin → client at once: server-speaks-first protocols must not
@@ -243,9 +241,13 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 			_ = up.Close()
 			return
 		}
-		closeWrite(client)
+		t.halfClose(client)
 	}()
 
+	// The ClientHello is peeked in the connection's own reader (which
+	// holds what the client sent right after the CONNECT head), grown as
+	// needed up to maxHelloBuffer.
+	br := helloPeeker{r}
 	_ = client.SetReadDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
 	sni, err := peekClientHello(br)
 	_ = client.SetReadDeadline(time.Time{})
@@ -262,25 +264,15 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 				_ = up.Close()
 				_ = client.Close()
 				<-downDone
-				br.Reset(nil)
-				helloBufPool.Put(br)
 				return
 			}
 		}
 	}
-	// Forward what the peek buffered (and any early bytes it did not
-	// reach), then give the 64 KiB reader back: a long-lived tunnel must
-	// not hold it.
+	// Forward what the peek buffered, then relay the socket itself.
 	var werr error
-	if held := br.Buffered(); held > 0 {
-		b, _ := br.Peek(held)
-		werr = s.writeHeld(ex, up, b)
-	}
-	br.Reset(nil)
-	helloBufPool.Put(br)
-	if werr == nil && early != nil && early.Len() > 0 {
-		rest := ex.hijackBuf[len(ex.hijackBuf)-early.Len():]
-		werr = s.writeHeld(ex, up, rest)
+	if held := r.buffered(); held > 0 {
+		werr = s.writeHeld(ex, up, r.bytes())
+		r.discard(held)
 	}
 	var n int64
 	if werr == nil {
@@ -293,7 +285,7 @@ func (s *Server) splice(ex *exchange, client net.Conn, addrs []netip.Addr, port 
 		_ = client.Close()
 		_ = up.Close()
 	} else {
-		closeWrite(up)
+		t.halfClose(up)
 	}
 	<-downDone
 }

@@ -1,16 +1,24 @@
-// Package proxy is Cordon's HTTP/HTTPS forward proxy, built on
-// github.com/elazarl/goproxy with none of goproxy's defaults kept (its
-// transport skips TLS verification and its MITM CA is a published key).
+// Package proxy is Cordon's HTTP/HTTPS forward proxy.
 //
 // It owns the wire side of the web gateway: absolute-form HTTP requests and
 // CONNECT tunnels, client identity (proxy Basic authentication or the
 // client's network), the SSRF dial guard (decide on the name first so
 // blocked names are never resolved, then resolve once, refuse loopback,
 // link-local, private and the proxy's own addresses, decide again with the
-// address and dial exactly that address), TLS ClientHello/SNI peeking on uninspected tunnels, optional
-// TLS inspection with a locally generated CA, block/warn/error pages with
-// "continue" and "request a review" forms, PAC/WPAD files, access events
-// and metrics.
+// address and dial exactly that address), TLS ClientHello/SNI peeking on
+// uninspected tunnels, optional TLS inspection with a locally generated CA,
+// block/warn/error pages with "continue" and "request a review" forms,
+// PAC/WPAD files, access events and metrics.
+//
+// The front end (front.go) serves client connections itself: a strict
+// HTTP/1.1 head parser over per-connection buffers (wire.go), origin
+// connections pooled per checked address (upstream.go), bodies spliced
+// socket to socket where both ends are TCP (forward.go, body.go), tunnels
+// relayed with splice(2) and an idle watchdog on the sockets' byte
+// counters (tunnel.go). Tunnels chosen for TLS inspection are handed to
+// github.com/elazarl/goproxy (bridge.go), with none of goproxy's defaults
+// kept (its transport skips TLS verification and its MITM CA is a
+// published key).
 //
 // It deliberately holds no policy: every request becomes one
 // policies.Request and policies.Engine.Check decides; the proxy only

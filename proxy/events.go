@@ -180,8 +180,8 @@ func (s *Server) finish(ex *exchange) {
 		ev.Action = policies.ActionBlock.String()
 	}
 	s.m.requests.WithLabelValues(ev.Proto, ev.Action, category).Inc()
-	s.m.bytes.WithLabelValues("up").Add(float64(ev.BytesUp))
-	s.m.bytes.WithLabelValues("down").Add(float64(ev.BytesDown))
+	s.m.bytesUp.Add(float64(ev.BytesUp))
+	s.m.bytesDown.Add(float64(ev.BytesDown))
 	if s.events != nil {
 		s.events.Record(ev)
 	}

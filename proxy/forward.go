@@ -646,7 +646,7 @@ func (cc *clientConn) switchProtocols(ex *exchange, uc *upConn) outcome {
 			_ = uc.c.Close()
 			return
 		}
-		closeWrite(cc.c)
+		t.halfClose(cc.c)
 	}()
 	n, err := t.copy(uc.c, cc.c, cc.c)
 	ex.up.Add(n)
@@ -654,7 +654,7 @@ func (cc *clientConn) switchProtocols(ex *exchange, uc *upConn) outcome {
 		_ = cc.c.Close()
 		_ = uc.c.Close()
 	} else {
-		closeWrite(uc.c)
+		t.halfClose(uc.c)
 	}
 	<-done
 	s.finish(ex)

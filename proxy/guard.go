@@ -77,7 +77,9 @@ func newGuard(cfg Config, resolver Resolver) (*guard, error) {
 		local:     map[netip.Addr]bool{},
 		cache:     map[string]cacheEntry{},
 	}
-	g.dialer = net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	// No TCP keep-alive probes on origin sockets (four setsockopt calls
+	// per dial): idle_timeout and tunnel_idle_timeout bound dead peers.
+	g.dialer = net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: -1}
 	if g.resolver == nil {
 		g.resolver = net.DefaultResolver
 	}

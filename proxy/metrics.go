@@ -20,11 +20,13 @@ type metrics struct {
 	refused        *prometheus.CounterVec
 	panics         prometheus.Counter
 	bytes          *prometheus.CounterVec
+	// bytesUp and bytesDown are bytes' two children, looked up once.
+	bytesUp, bytesDown prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: obs.Namespace, Subsystem: subsystem, Name: "requests_total",
 			Help: "Requests and CONNECT tunnels decided, by protocol, enforced action and first category.",
@@ -55,4 +57,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Payload bytes relayed, by direction (up: client to origin, down: origin to client).",
 		}, []string{"direction"}),
 	}
+	m.bytesUp, m.bytesDown = m.bytes.WithLabelValues("up"), m.bytes.WithLabelValues("down")
+	return m
 }

@@ -187,11 +187,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 // ListenAndServe listens on Config.Listen and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := Listen(s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Listen, err)
 	}
 	return s.Serve(ln)
+}
+
+// Listen opens a proxy listener on addr. Accepted sockets get no TCP
+// keep-alive probes (that is four setsockopt calls per connection): the
+// idle and tunnel idle timeouts bound clients that vanish.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // Serve accepts proxy clients on ln until Shutdown. It returns

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 )
@@ -19,11 +18,18 @@ const (
 
 var errShortHello = errors.New("truncated ClientHello")
 
+// peeker is what peekClientHello reads: a *bufio.Reader, or a tunnel's
+// connection reader.
+type peeker interface {
+	Peek(n int) ([]byte, error)
+	Size() int
+}
+
 // peekClientHello reads, without consuming, the TLS ClientHello at the
 // start of br and returns its server name ("" when the hello carries none).
 // br must have been created with a size of at least maxHelloBuffer. Bytes
 // stay buffered in br for the splice. Not TLS: ErrNoClientHello.
-func peekClientHello(br *bufio.Reader) (string, error) {
+func peekClientHello(br peeker) (string, error) {
 	hdr, err := br.Peek(recordHeaderLen)
 	if err != nil {
 		return "", fmt.Errorf("proxy: peek ClientHello: %w", err)

@@ -37,6 +37,9 @@ type tunnel struct {
 	quiet    time.Time // last tick that saw traffic
 	stopped  atomic.Bool
 
+	// ended counts directions that reached EOF (halfClose).
+	ended atomic.Int32
+
 	// lastActive feeds copyIdle (fallback only).
 	lastActive atomic.Int64
 	fallback   bool
@@ -122,6 +125,15 @@ func tcpConnOf(c net.Conn) *net.TCPConn {
 		}
 	}
 	return nil
+}
+
+// halfClose passes a direction's EOF on to dst. Only the first direction
+// to end needs a half-close: when the second ends, both connections are
+// closed right after, which sends the FIN anyway (one shutdown(2) less).
+func (t *tunnel) halfClose(dst net.Conn) {
+	if t.ended.Add(1) == 1 {
+		closeWrite(dst)
+	}
 }
 
 func closeWrite(c net.Conn) {

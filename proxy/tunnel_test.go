@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +159,32 @@ func TestTCPConnOfSeesThroughWrappers(t *testing.T) {
 	}
 	if tcpConnOf(&deadlineConn{Conn: c}) != nil {
 		t.Errorf("tcpConnOf sees through deadlineConn, whose reads must keep their deadlines")
+	}
+}
+
+// TestConnectEarlyBytes: bytes a client sends in the same write as its
+// CONNECT (before the 200) reach the origin, first and in order.
+func TestConnectEarlyBytes(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	port := rawOrigin(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
+	c := dialProxy(t, h)
+	early := "early-bytes-" + strings.Repeat("x", 5000)
+	if _, err := io.WriteString(c, "CONNECT allowed.test:"+port+" HTTP/1.1\r\nHost: allowed.test:"+port+"\r\n\r\n"+early); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT = %v, %v", resp, err)
+	}
+	if _, err := io.WriteString(c, "late"); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(early)+4)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != early+"late" {
+		t.Errorf("origin echoed %.40q..., want the early bytes then the late ones", got)
 	}
 }

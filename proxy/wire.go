@@ -155,6 +155,9 @@ func (b *wireReader) readHead(dst []byte, limit int) ([]byte, error) {
 			b.r++
 		}
 		if end := headEnd(b.buf[b.r:b.w], scanned); end >= 0 {
+			if end > limit {
+				return dst, errHeadTooLarge
+			}
 			dst = append(dst[:0], b.buf[b.r:b.r+end]...)
 			b.r += end
 			return dst, nil

@@ -52,7 +52,7 @@ type Pipeline struct {
 	priv   *privacy
 	origin string
 
-	events   chan *policies.AccessEvent
+	q        eventQueue
 	flushReq chan chan struct{}
 	stop     chan struct{}
 	closed   atomic.Bool
@@ -60,6 +60,7 @@ type Pipeline struct {
 	writerWG sync.WaitGroup
 
 	// worker-only state
+	spare      []policies.AccessEvent // the slots of the last batch
 	delta      *Delta
 	line       []byte
 	logFailing bool
@@ -116,7 +117,7 @@ func newPipeline(cfg Config, deps Deps) (*Pipeline, error) {
 	cfg.fill()
 	p := &Pipeline{
 		cfg: cfg, store: deps.Store, logger: deps.Logger, now: deps.Now,
-		events:   make(chan *policies.AccessEvent, cfg.QueueSize),
+		q:        eventQueue{max: cfg.QueueSize, kick: make(chan struct{}, 1)},
 		flushReq: make(chan chan struct{}),
 		stop:     make(chan struct{}), writerStop: make(chan struct{}),
 		kick: make(chan struct{}, 1), force: make(chan struct{}, 1),
@@ -142,7 +143,7 @@ func newPipeline(cfg Config, deps Deps) (*Pipeline, error) {
 			return nil, err
 		}
 	}
-	p.m = newMetrics(deps.Registerer, func() float64 { return float64(len(p.events)) }, func() float64 {
+	p.m = newMetrics(deps.Registerer, func() float64 { return float64(p.q.len()) }, func() float64 {
 		if p.spill == nil {
 			return 0
 		}
@@ -172,24 +173,77 @@ func (p *Pipeline) Record(ev *policies.AccessEvent) {
 		p.m.dropClosed.Inc()
 		return
 	}
-	// A pooled copy: the slices keep their capacity between uses, so
-	// steady-state recording allocates nothing.
-	c := eventPool.Get().(*policies.AccessEvent)
+	if !p.q.add(ev) {
+		p.m.dropQueueFull.Inc()
+		return
+	}
+	p.m.received.Inc()
+}
+
+// Batching of the hand-off from adapters to the worker: the worker wakes
+// when a batch starts and takes it queueDelay later, or at once when it
+// reached queueBatch events; a busy proxy pays one wake-up and one access
+// log write per batch instead of per event.
+const (
+	queueBatch = 256
+	queueDelay = 5 * time.Millisecond
+)
+
+// eventQueue is the bounded queue between Record and the worker. Events
+// are copied into reused slots (their slices keep their capacity), so
+// steady-state recording allocates nothing.
+type eventQueue struct {
+	mu   sync.Mutex
+	cur  []policies.AccessEvent // slots; the first n hold queued events
+	n    int
+	max  int
+	kick chan struct{} // cap 1: a batch started or filled up
+}
+
+// add copies ev into the queue; false when it is full.
+func (q *eventQueue) add(ev *policies.AccessEvent) bool {
+	q.mu.Lock()
+	if q.n >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	if q.n == len(q.cur) {
+		q.cur = append(q.cur, policies.AccessEvent{})
+		q.cur = q.cur[:cap(q.cur)]
+	}
+	c := &q.cur[q.n]
 	groups, cats, threats := c.Groups[:0], c.Categories[:0], c.Threats[:0]
 	*c = *ev
 	c.Groups = append(groups, ev.Groups...)
 	c.Categories = append(cats, ev.Categories...)
 	c.Threats = append(threats, ev.Threats...)
-	select {
-	case p.events <- c:
-		p.m.received.Inc()
-	default:
-		eventPool.Put(c)
-		p.m.dropQueueFull.Inc()
+	q.n++
+	n := q.n
+	q.mu.Unlock()
+	if n == 1 || n == queueBatch {
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
 	}
+	return true
 }
 
-var eventPool = sync.Pool{New: func() any { return new(policies.AccessEvent) }}
+// take swaps the queued events for the slots of spare and returns them;
+// they stay valid until passed back as spare.
+func (q *eventQueue) take(spare []policies.AccessEvent) []policies.AccessEvent {
+	q.mu.Lock()
+	batch := q.cur[:q.n]
+	q.cur, q.n = spare[:cap(spare)], 0
+	q.mu.Unlock()
+	return batch
+}
+
+func (q *eventQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
 
 // work is the single worker: log, syslog, aggregate; hand the delta to the
 // store buffer every FlushInterval.
@@ -197,13 +251,23 @@ func (p *Pipeline) work() {
 	defer p.workerWG.Done()
 	t := time.NewTicker(p.cfg.FlushInterval)
 	defer t.Stop()
+	batchT := time.NewTimer(time.Hour)
+	batchT.Stop()
+	armed := false
 	for {
 		select {
-		case ev := <-p.events:
-			p.handle(ev)
-			if len(p.events) == 0 {
-				p.flushLog()
+		case <-p.q.kick:
+			if p.q.len() < queueBatch {
+				if !armed {
+					batchT.Reset(queueDelay)
+					armed = true
+				}
+				continue
 			}
+			p.drain()
+		case <-batchT.C:
+			armed = false
+			p.drain()
 		case <-t.C:
 			p.handOff()
 		case done := <-p.flushReq:
@@ -218,16 +282,19 @@ func (p *Pipeline) work() {
 	}
 }
 
+// drain handles every queued event, then writes the access log out.
 func (p *Pipeline) drain() {
 	for {
-		select {
-		case ev := <-p.events:
-			p.handle(ev)
-		default:
-			p.flushLog()
-			return
+		batch := p.q.take(p.spare)
+		for i := range batch {
+			p.handle(&batch[i])
+		}
+		p.spare = batch
+		if len(batch) < queueBatch {
+			break
 		}
 	}
+	p.flushLog()
 }
 
 func (p *Pipeline) flushLog() {
@@ -288,7 +355,6 @@ func (p *Pipeline) handle(ev *policies.AccessEvent) {
 		}
 	}
 	p.delta.Add(ev)
-	eventPool.Put(ev)
 }
 
 // handOff moves the worker's delta into the bounded store buffer, or
@@ -535,9 +601,8 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	if p.spill != nil {
 		_ = p.spill.Close()
 	}
-	for len(p.events) > 0 { // queued after the last drain: counted, not silently lost
-		eventPool.Put(<-p.events)
-		p.m.dropClosed.Inc()
+	if n := len(p.q.take(nil)); n > 0 { // queued after the last drain: counted, not silently lost
+		p.m.dropClosed.Add(float64(n))
 	}
 	if c, ok := p.store.(Compactor); ok {
 		if err := c.Compact(ctx); err != nil && !errors.Is(err, ErrClosed) {

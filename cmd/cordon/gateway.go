@@ -419,7 +419,7 @@ func (g *gateway) setupTraffic() error {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	g.proxy = px
-	g.proxyLn, err = net.Listen("tcp", g.cfg.Proxy.Listen)
+	g.proxyLn, err = proxy.Listen(g.cfg.Proxy.Listen)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
