@@ -260,6 +260,16 @@ func TestAPIAuthAndRoles(t *testing.T) {
 	if code := env.do(t, RoleAdmin, "PUT", "/api/v1/users/alice", "application/json", `{"password": "pw-alice-1", "doh_token": "alice-token-0123456789"}`, nil); code != 200 {
 		t.Fatalf("put user: %d", code)
 	}
+	// The write-back below is secops writing directly: approvals.enforce
+	// must be off for that (an admin turns it off).
+	var adm Version
+	env.do(t, RoleAdmin, "GET", "/api/v1/policy", "", "", &adm)
+	off := false
+	adm.Policy.Settings.Approvals.Enforce = &off
+	admBody, _ := json.Marshal(policyBody{Policy: adm.Policy})
+	if code := env.do(t, RoleAdmin, "PUT", "/api/v1/policy", "application/json", string(admBody), nil); code != 200 {
+		t.Fatalf("admin turns approvals.enforce off: %d", code)
+	}
 	var cur Version
 	env.do(t, RoleSecOps, "GET", "/api/v1/policy", "", "", &cur)
 	if cur.Policy.Users[0].PasswordHash != RedactedSecret || cur.Policy.Users[0].DoHToken != RedactedSecret {
@@ -286,8 +296,8 @@ func TestAPIAuthAndRoles(t *testing.T) {
 			t.Errorf("audit entry without remote address: %+v", e)
 		}
 	}
-	want := "policy.put/secops-token,user.put/admin,token.revoke/admin,token.create/admin"
-	if got := strings.Join(actions[:4], ","); got != want {
+	want := "policy.put/secops-token,policy.put/admin,user.put/admin,token.revoke/admin,token.create/admin"
+	if got := strings.Join(actions[:5], ","); got != want {
 		t.Errorf("audit = %s, want prefix %s", got, want)
 	}
 }

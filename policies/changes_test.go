@@ -343,3 +343,86 @@ func TestChangeSecretsRedacted(t *testing.T) {
 		t.Errorf("auditor reads the diff: %d %s", code, raw)
 	}
 }
+
+// TestApprovalsEnforcedByDefault: with no approvals settings, secops and
+// netops cannot change the live policy directly; their changes go through
+// change requests the other team approves. Admin keeps direct writes, and
+// only an admin can turn enforcement off.
+func TestApprovalsEnforcedByDefault(t *testing.T) {
+	env := newChangeEnv(t)
+	enforced := strings.Replace(basePolicy, "settings: {approvals: {enforce: false}}\n", "", 1)
+	if enforced == basePolicy {
+		t.Fatal("basePolicy no longer sets approvals.enforce: update this test")
+	}
+	if code := env.do(t, RoleAdmin, "PUT", "/api/v1/policy", "application/yaml", enforced, nil); code != 200 {
+		t.Fatalf("admin PUT of a policy without approvals settings: %d", code)
+	}
+	live := env.svc.Current()
+	if live.Policy.Settings.Approvals.Enforce != nil || !live.Policy.Settings.Approvals.Enforced() {
+		t.Fatalf("live approvals = %+v, want unset and enforced", live.Policy.Settings.Approvals)
+	}
+	direct := func(who string) bool {
+		t.Helper()
+		var me Me
+		if code := env.call(t, who, "GET", "/api/v1/me", nil, &me); code != 200 {
+			t.Fatalf("GET /me as %s: %d", who, code)
+		}
+		return me.DirectWrites
+	}
+	if !direct("admin") || direct("sam") || direct("nina") {
+		t.Errorf("direct_writes admin/sam/nina = %v/%v/%v, want true/false/false", direct("admin"), direct("sam"), direct("nina"))
+	}
+
+	refused := []struct {
+		who, method, path, ctype, body string
+	}{
+		{"sam", "POST", "/api/v1/lists/deny/entries", "application/json", `{"entries": ["worse.example"]}`},
+		{"sam", "PUT", "/api/v1/policy", "application/yaml", strings.Replace(enforced, "action: block}", "action: warn}", 1)},
+		{"nina", "PUT", "/api/v1/locations/lab", "application/json", `{"cidrs": ["10.9.0.0/16"]}`},
+		{"nina", "POST", "/api/v1/lists/bypass/entries", "application/json", `{"entries": ["payroll.example"]}`},
+		{"sam", "POST", "/api/v1/policy/rollback", "application/json", `{"version": 1, "comment": "back"}`},
+		// Turning enforcement off is itself a direct write.
+		{"sam", "PUT", "/api/v1/policy", "application/yaml", "settings: {approvals: {enforce: false}}\n" + enforced},
+	}
+	for _, r := range refused {
+		var e apiError
+		code := env.do(t, Role(r.who), r.method, r.path, r.ctype, r.body, &e)
+		if code != 403 || e.Code != "forbidden" || !strings.Contains(e.Error, "POST /api/v1/changes") {
+			t.Errorf("%s %s as %s: %d %+v, want 403 naming the change-request route", r.method, r.path, r.who, code, e)
+		}
+	}
+	if v := env.svc.Current(); v.Number != live.Number {
+		t.Fatalf("refused direct writes stored version %d (live was %d)", v.Number, live.Number)
+	}
+
+	// The same bypass through a change request: both teams approve.
+	c := env.open(t, "nina", map[string]any{"title": "bypass payroll", "reason": "uploads break",
+		"patch": map[string]any{"bypass": map[string]any{"add": []string{"payroll.example"}}}})
+	id := "/api/v1/changes/" + c.ID
+	for _, who := range []string{"sam", "ned"} {
+		if code := env.call(t, who, "POST", id+"/approve", map[string]any{}, nil); code != 200 {
+			t.Fatalf("approve as %s: %d", who, code)
+		}
+	}
+	var got ChangeRequest
+	if code := env.call(t, "nina", "POST", id+"/apply", nil, &got); code != 200 || got.State != ChangeApplied {
+		t.Fatalf("apply the approved change as its netops author: %d %s", code, got.State)
+	}
+	if !env.engine.Current().Bypassed("payroll.example") {
+		t.Error("the approved bypass is not served")
+	}
+
+	// An admin turns enforcement off: secops writes directly again.
+	cur := env.svc.Current().Policy.Clone()
+	off := false
+	cur.Settings.Approvals.Enforce = &off
+	if _, err := env.svc.Put(t.Context(), admin, cur, "direct writes for the teams"); err != nil {
+		t.Fatal(err)
+	}
+	if !direct("sam") {
+		t.Error("direct_writes for secops after enforce: false = false")
+	}
+	if code := env.do(t, "sam", "POST", "/api/v1/lists/deny/entries", "application/json", `{"entries": ["worse.example"]}`, nil); code != 200 {
+		t.Errorf("secops list edit with enforce off: %d", code)
+	}
+}

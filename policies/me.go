@@ -9,6 +9,11 @@ type Me struct {
 	Name        string   `json:"name"`
 	Role        Role     `json:"role"`
 	Permissions []string `json:"permissions"`
+	// DirectWrites is true when the caller may change the policy at once
+	// (PUT /policy, list, directory and location edits) within its
+	// permissions; false when the live policy's settings.approvals.enforce
+	// sends its changes through change requests.
+	DirectWrites bool `json:"direct_writes"`
 }
 
 // Permissions lists the permissions role r has, in the order of the
@@ -27,6 +32,6 @@ func (a *API) me(w http.ResponseWriter, r *http.Request, act Actor) error {
 	if err := knownQuery(r); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, Me{Name: act.Name, Role: act.Role, Permissions: act.Role.Permissions()})
+	writeJSON(w, http.StatusOK, Me{Name: act.Name, Role: act.Role, Permissions: act.Role.Permissions(), DirectWrites: a.svc.DirectWrites(act)})
 	return nil
 }

@@ -23,7 +23,9 @@ func TestAPIMe(t *testing.T) {
 		if code := env.do(t, tc.role, "GET", "/api/v1/me", "", "", &me); code != 200 {
 			t.Fatalf("GET /me as %s: %d", tc.role, code)
 		}
-		if me.Role != tc.role || !slices.Equal(me.Permissions, tc.want) || me.Name == "" {
+		// No policy yet: only admin tokens may write directly (the
+		// default approvals.enforce).
+		if me.Role != tc.role || !slices.Equal(me.Permissions, tc.want) || me.Name == "" || me.DirectWrites != (tc.role == RoleAdmin) {
 			t.Errorf("GET /me as %s = %+v, want role %s permissions %v", tc.role, me, tc.role, tc.want)
 		}
 		for _, p := range []Permission{PermRead, PermWrite, PermSecurity, PermNetwork, PermAdmin} {
@@ -42,7 +44,7 @@ func TestAPIMe(t *testing.T) {
 func TestAPIConsoleSource(t *testing.T) {
 	env := newAPIEnv(t)
 	req := `{"cidrs": ["10.9.0.0/16"]}`
-	code := env.doHeader(t, RoleNetOps, "PUT", "/api/v1/locations/lab", "application/json", req, ClientHeader, "console")
+	code := env.doHeader(t, RoleAdmin, "PUT", "/api/v1/locations/lab", "application/json", req, ClientHeader, "console")
 	if code != 200 {
 		t.Fatalf("PUT location from the console: %d", code)
 	}

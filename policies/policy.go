@@ -72,10 +72,16 @@ type Approvals struct {
 	// Directory: users and groups. Default [admin].
 	Directory []Role `yaml:"directory,omitempty" json:"directory,omitempty"`
 	// Enforce refuses direct policy writes (PUT /policy, list and
-	// directory edits) by non-admin tokens: every change then goes
-	// through a change request. Default false.
-	Enforce bool `yaml:"enforce,omitempty" json:"enforce,omitempty"`
+	// directory edits, rollback) by non-admin tokens: every change by
+	// secops or netops then goes through a change request, approved by
+	// the other team. Default true (nil); false lets each role write what
+	// its permissions allow at once, as before change requests existed.
+	Enforce *bool `yaml:"enforce,omitempty" json:"enforce,omitempty"`
 }
+
+// Enforced reports whether direct writes by non-admin tokens are refused
+// (Enforce unset means true).
+func (a Approvals) Enforced() bool { return a.Enforce == nil || *a.Enforce }
 
 // Default approval roles.
 var (

@@ -284,6 +284,26 @@ func (s *Service) Diff(ctx context.Context, a, b int64) (*Diff, error) {
 	return &Diff{From: a, To: b, Changes: DiffPolicies(va.Policy, vb.Policy)}, nil
 }
 
+// DirectWrites reports whether a may change the live policy at once
+// (within its role's permissions) rather than through a change request.
+func (s *Service) DirectWrites(a Actor) bool {
+	var p *Policy
+	if v := s.Current(); v != nil {
+		p = v.Policy
+	}
+	return directWrites(p, a)
+}
+
+// directWrites: admin tokens, the system (starter policy) and policy as
+// code (policy.file, reviewed where it is kept) always write directly;
+// other roles only while the policy's settings.approvals.enforce is off.
+func directWrites(p *Policy, a Actor) bool {
+	if a.Role == RoleAdmin || a.Source == SourceSystem || a.Source == SourceFile {
+		return true
+	}
+	return p != nil && !p.Settings.Approvals.Enforced()
+}
+
 // maxCommitAttempts bounds retries when another process stored a version
 // between reading the current one and writing the next.
 const maxCommitAttempts = 10
@@ -332,7 +352,7 @@ func (s *Service) commitWith(ctx context.Context, a Actor, action, target, comme
 			return nil, fmt.Errorf("policies: %s: %w: the policy changed since version %d (now %d); diff %d..%d and retry",
 				action, ErrConflict, *o.base, cur.Number, *o.base, cur.Number)
 		}
-		if !o.approved && cur.Policy.Settings.Approvals.Enforce && a.Role != RoleAdmin && a.Source != SourceSystem && a.Source != SourceFile {
+		if !o.approved && !directWrites(cur.Policy, a) {
 			return nil, &ForbiddenError{Role: a.Role, Permission: PermAdmin,
 				What: "change the policy directly while settings.approvals.enforce is on: open a change request (POST /api/v1/changes)"}
 		}

@@ -42,7 +42,11 @@ func mustParse(t testing.TB, src string) *Policy {
 	return p
 }
 
+// basePolicy turns approvals.enforce off: the tests using it check what
+// each role may write directly (TestApprovalsEnforcedByDefault checks the
+// default, which sends secops and netops through change requests).
 const basePolicy = `
+settings: {approvals: {enforce: false}}
 groups: [{name: staff}]
 users: [{name: alice, groups: [staff]}]
 locations: [{name: hq, cidrs: [10.0.0.0/8]}]

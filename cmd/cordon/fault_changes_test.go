@@ -427,9 +427,20 @@ func (c *faultCluster) stagedRollout(t *testing.T) {
 			Stale         bool   `json:"stale"`
 		} `json:"edges"`
 	}
-	c.apiAs(t, faultToken, "GET", "/api/v1/edges", nil, &edges)
-	if len(edges.Edges) != 2 || edges.Edges[0].Name != "edge-a" || edges.Edges[1].StagedVersion != staged.Stage.Version || edges.Edges[0].Stale {
-		t.Errorf("edge registry: %+v", edges.Edges)
+	// Edges report what they serve in their heartbeat (every 2 s): wait
+	// for both to report the staged version, for at most three beats.
+	regOK := func() bool {
+		return len(edges.Edges) == 2 && edges.Edges[0].Name == "edge-a" && !edges.Edges[0].Stale && !edges.Edges[1].Stale &&
+			edges.Edges[0].StagedVersion == staged.Stage.Version && edges.Edges[1].StagedVersion == staged.Stage.Version
+	}
+	for deadline := time.Now().Add(6 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c.apiAs(t, faultToken, "GET", "/api/v1/edges", nil, &edges)
+		if regOK() || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !regOK() {
+		t.Errorf("edge registry after three heartbeats: %+v, want edge-a and edge-b both reporting staged version %d", edges.Edges, staged.Stage.Version)
 	}
 
 	// Abort: branch-a is back on the live version.

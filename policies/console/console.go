@@ -311,6 +311,9 @@ type view struct {
 	Flash  *flash
 	Data   any
 	Now    time.Time
+	// direct: the API lets the caller change the policy at once (GET
+	// /me direct_writes); false sends its changes through change requests.
+	direct bool
 }
 
 // Me is the signed-in caller.
@@ -343,6 +346,15 @@ func (v *view) Can(perm string) bool {
 	return false
 }
 
+// Direct reports whether the caller may change the policy at once rather
+// than through a change request (settings.approvals.enforce), as the API
+// said for this page.
+func (v *view) Direct() bool { return v.direct }
+
+// Edit reports whether the page offers direct edit forms needing perm:
+// the role has the permission and may write directly.
+func (v *view) Edit(perm string) bool { return v.direct && v.Can(perm) }
+
 // Nav is the side navigation.
 func (v *view) Nav() template.HTML { return webui.Nav(v.Active) }
 
@@ -355,6 +367,12 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, sta
 	v := &view{Title: title, Active: active, S: s, Data: data, Now: c.now()}
 	if s != nil {
 		v.Flash = s.takeFlash()
+		// Asked per page: an admin may turn approvals.enforce on or off
+		// while the session lasts. On error no direct form is offered.
+		var me policies.Me
+		if err := c.getJSON(r, s, api+"/me", nil, &me); err == nil {
+			v.direct = me.DirectWrites
+		}
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {

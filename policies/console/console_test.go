@@ -116,7 +116,9 @@ func TestSessionExpiry(t *testing.T) {
 
 func TestCSRF(t *testing.T) {
 	e := newEnv(t)
-	b := e.login(t, policies.RoleNetOps)
+	// An admin writes directly whatever settings.approvals.enforce says,
+	// so the last, valid form is saved.
+	b := e.login(t, policies.RoleAdmin)
 	b.page("/ui/locations")
 	form := url.Values{"name": {"lab"}, "cidrs": {"10.9.0.0/16"}}
 	for _, tc := range []struct {
@@ -171,8 +173,61 @@ func writeForms(body string) []string {
 	return out
 }
 
+// setEnforce stores the live policy with settings.approvals.enforce set
+// (an admin's direct write).
+func setEnforce(t *testing.T, e *env, on bool) {
+	t.Helper()
+	p := e.svc.Current().Policy.Clone()
+	p.Settings.Approvals.Enforce = &on
+	if _, err := e.svc.Put(t.Context(), policies.Actor{Name: "admin", Role: policies.RoleAdmin, Source: policies.SourceSystem}, p, "approvals.enforce"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDirectFormsFollowEnforce: with approvals enforced (the default),
+// secops and netops get no direct edit forms, only the way to a change
+// request; turned off, they get the forms their permissions allow
+// (TestRolesSeeOnlyTheirButtons).
+func TestDirectFormsFollowEnforce(t *testing.T) {
+	e := newEnv(t)
+	pages := []string{"/ui/lists", "/ui/lists/corporate-allow", "/ui/lists/saas-bypass", "/ui/locations", "/ui/users", "/ui/groups"}
+	for _, role := range []policies.Role{policies.RoleNetOps, policies.RoleSecOps} {
+		b := e.login(t, role)
+		for _, p := range pages {
+			body := b.page(p)
+			if f := writeForms(body); len(f) > 0 {
+				t.Errorf("%s on %s with approvals enforced is offered %v", role, p, f)
+			}
+		}
+		if body := b.page("/ui/locations"); role == policies.RoleNetOps && !strings.Contains(body, "go through change requests") {
+			t.Errorf("netops locations page does not say how to change them")
+		}
+		// A forged direct POST is refused by the API.
+		before := e.svc.Current().Number
+		b.page("/ui/")
+		res, body := b.post("/ui/lists/saas-bypass/entries", url.Values{"entries": {"x.example"}}, true)
+		if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "change request") {
+			t.Errorf("%s direct list POST with approvals enforced = %d, want 403 naming change requests", role, res.StatusCode)
+		}
+		if e.svc.Current().Number != before {
+			t.Errorf("%s direct POST stored a version", role)
+		}
+	}
+	// The admin keeps the forms.
+	if f := writeForms(e.login(t, policies.RoleAdmin).page("/ui/locations")); len(f) == 0 {
+		t.Error("admin gets no location forms")
+	}
+	// Turned off, netops gets them on the next page, without signing in again.
+	b := e.login(t, policies.RoleNetOps)
+	setEnforce(t, e, false)
+	if f := writeForms(b.page("/ui/locations")); len(f) == 0 {
+		t.Error("netops gets no location forms with approvals.enforce off")
+	}
+}
+
 func TestRolesSeeOnlyTheirButtons(t *testing.T) {
 	e := newEnv(t)
+	setEnforce(t, e, false)
 	if _, err := e.svc.SubmitReview(t.Context(), policies.Review{User: "bob", Host: "casino.example", URL: "http://casino.example/", RuleID: "students-gambling", Message: "for a class"}); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +261,7 @@ func TestRolesSeeOnlyTheirButtons(t *testing.T) {
 		}
 		if role == policies.RoleNetOps {
 			for s := range seen {
-				if strings.HasPrefix(s, "/ui/users") || strings.HasPrefix(s, "/ui/reviews/") || strings.Contains(s, "corporate-allow") || s == "/ui/policy/rollback" {
+				if strings.HasPrefix(s, "/ui/users") || strings.HasPrefix(s, "/ui/reviews/") || strings.Contains(s, "corporate-allow") {
 					t.Errorf("netops is offered %s, which its role may not use", s)
 				}
 			}
