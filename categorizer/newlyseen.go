@@ -193,6 +193,9 @@ type NewlySeen struct {
 	learnStart atomic.Int64
 	learnEnd   atomic.Int64
 	loaded     atomic.Bool
+	// gen is the baseline generation, bumped by SetIndex and
+	// SetEstablished (seenEntry.gen).
+	gen atomic.Uint32
 
 	dropped     prometheus.Counter
 	recorded    prometheus.Counter
@@ -207,10 +210,14 @@ type seenShard struct {
 // seenEntry is a first sighting in Unix seconds; pending entries wait for
 // the shared store to confirm they are the first. below marks a
 // registrable domain with public suffixes below it (longerRegistrable).
+// est caches whether the baseline holds the domain, valid while gen is
+// the tracker's baseline generation (0: not computed).
 type seenEntry struct {
 	first   int64
+	gen     uint32
 	pending bool
 	below   bool
+	est     bool
 }
 
 type sighting struct {
@@ -255,6 +262,7 @@ func NewNewlySeen(cfg NewlySeenConfig, store FirstSeenStore, logger *slog.Logger
 			return float64(e)
 		}
 	})
+	n.gen.Store(1)
 	n.learnEnd.Store(math.MaxInt64)
 	if cfg.Learning < 0 {
 		n.learnEnd.Store(math.MinInt64)
@@ -271,6 +279,7 @@ func NewNewlySeen(cfg NewlySeenConfig, store FirstSeenStore, logger *slog.Logger
 func (n *NewlySeen) SetIndex(ix *Index) {
 	if n != nil {
 		n.index.Store(ix)
+		n.bumpGen()
 	}
 }
 
@@ -279,6 +288,13 @@ func (n *NewlySeen) SetIndex(ix *Index) {
 func (n *NewlySeen) SetEstablished(s *DomainSet) {
 	if n != nil {
 		n.configured.Store(s)
+		n.bumpGen()
+	}
+}
+
+func (n *NewlySeen) bumpGen() {
+	if n.gen.Add(1) == 0 {
+		n.gen.Add(1) // 0 means not computed
 	}
 }
 
@@ -309,8 +325,25 @@ func (n *NewlySeen) Check(host string, now time.Time) bool {
 		return false
 	}
 	host = strings.TrimSuffix(host, ".")
-	if d, e, ok := n.find(host); ok {
-		return n.flagged(d, e, now.Unix())
+	// find, written out: this is the hot path
+	for i := 0; i < len(host); i++ {
+		if i > 0 && host[i-1] != '.' {
+			continue
+		}
+		s := host[i:]
+		if strings.IndexByte(s, '.') < 0 {
+			break
+		}
+		sh := &n.shards[maphash.String(n.seed, s)&63]
+		sh.mu.RLock()
+		e, ok := sh.m[s]
+		sh.mu.RUnlock()
+		if ok {
+			if e.below && i > 0 && longerRegistrable(host, s) {
+				break
+			}
+			return n.flagged(s, e, now.Unix())
+		}
 	}
 	// publicsuffix allocates, so it runs only for domains this edge has
 	// not seen.
@@ -382,11 +415,36 @@ func (n *NewlySeen) find(host string) (string, seenEntry, bool) {
 // cheap: a domain first seen before the window (most traffic, once the
 // edge has learned) is answered from the entry alone; the baseline is
 // probed only for domains first seen within the window after learning.
+// The baseline answer is cached in the entry for the baseline generation
+// it was computed for, so a recent domain probes the baseline once per
+// swap of the index or the configured list, not on every request.
 func (n *NewlySeen) flagged(d string, e seenEntry, now int64) bool {
-	if e.pending || now-e.first >= n.window || e.first < n.learnEnd.Load() {
+	if e.pending || now-e.first >= n.window {
+		return false // inlined: the common case
+	}
+	return n.flagRecent(d, e)
+}
+
+// flagRecent is flagged for a domain first seen within the window.
+func (n *NewlySeen) flagRecent(d string, e seenEntry) bool {
+	if e.first < n.learnEnd.Load() {
 		return false
 	}
-	return !n.established(d)
+	gen := n.gen.Load()
+	if e.gen == gen {
+		return !e.est
+	}
+	est := n.established(d)
+	sh := &n.shards[maphash.String(n.seed, d)&63]
+	sh.mu.Lock()
+	if cur, ok := sh.m[d]; ok && cur.first == e.first && cur.pending == e.pending {
+		cur.gen, cur.est = gen, est
+		// once per domain and swap: the assignment stores its key, and d
+		// may be part of a longer host
+		sh.m[strings.Clone(d)] = cur
+	}
+	sh.mu.Unlock()
+	return !est
 }
 
 // established reports whether a baseline source holds the registrable
