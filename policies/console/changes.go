@@ -255,9 +255,13 @@ func newEffectView(e *policies.ObservedEffect) *effectView {
 		return nil
 	}
 	v := &effectView{E: e}
+	st, rs := e.Staged, e.Rest
+	// A side with no requests has no rates to show or compare (the rest
+	// of the traffic may be idle while a stage runs).
+	both := st.Requests > 0 && rs.Requests > 0
 	delta := func(a, b float64, unit string, f func(float64) string, worseUp bool) (string, string) {
 		d := a - b
-		if d == 0 || a == 0 && b == 0 {
+		if !both || d == 0 || a == 0 && b == 0 {
 			return "—", ""
 		}
 		cls := "delta-down"
@@ -273,21 +277,26 @@ func newEffectView(e *policies.ObservedEffect) *effectView {
 	}
 	pp := func(f float64) string { return strconv.FormatFloat(100*f, 'f', 2, 64) }
 	msf := func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
-	st, rs := e.Staged, e.Rest
+	side := func(n int64, s string) string {
+		if n == 0 {
+			return "—"
+		}
+		return s
+	}
 	add := func(metric, a, b string, d, cls string) {
 		v.Rows = append(v.Rows, effectRow{metric, a, b, d, cls})
 	}
 	add("Requests", formatNum(st.Requests), formatNum(rs.Requests), "", "")
 	d, cls := delta(st.BlockRate, rs.BlockRate, " pt", pp, true)
-	add("Block rate", rateStr(st.BlockRate), rateStr(rs.BlockRate), d, cls)
+	add("Block rate", side(st.Requests, rateStr(st.BlockRate)), side(rs.Requests, rateStr(rs.BlockRate)), d, cls)
 	d, cls = delta(st.WarnRate, rs.WarnRate, " pt", pp, true)
-	add("Warn rate", rateStr(st.WarnRate), rateStr(rs.WarnRate), d, cls)
+	add("Warn rate", side(st.Requests, rateStr(st.WarnRate)), side(rs.Requests, rateStr(rs.WarnRate)), d, cls)
 	d, cls = delta(st.ErrorRate, rs.ErrorRate, " pt", pp, true)
-	add("Error rate", rateStr(st.ErrorRate), rateStr(rs.ErrorRate), d, cls)
+	add("Error rate", side(st.Requests, rateStr(st.ErrorRate)), side(rs.Requests, rateStr(rs.ErrorRate)), d, cls)
 	d, cls = delta(st.LatencyP50MS, rs.LatencyP50MS, " ms", msf, true)
-	add("Added latency p50", formatMillis(st.LatencyP50MS), formatMillis(rs.LatencyP50MS), d, cls)
+	add("Added latency p50", side(st.Requests, formatMillis(st.LatencyP50MS)), side(rs.Requests, formatMillis(rs.LatencyP50MS)), d, cls)
 	d, cls = delta(st.LatencyP99MS, rs.LatencyP99MS, " ms", msf, true)
-	add("Added latency p99", formatMillis(st.LatencyP99MS), formatMillis(rs.LatencyP99MS), d, cls)
+	add("Added latency p99", side(st.Requests, formatMillis(st.LatencyP99MS)), side(rs.Requests, formatMillis(rs.LatencyP99MS)), d, cls)
 	rules := map[string]*ruleEffectRow{}
 	var order []string
 	get := func(name string) *ruleEffectRow {
