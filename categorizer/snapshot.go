@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/netip"
 
 	"github.com/gaissmai/bart"
@@ -171,7 +170,9 @@ func decodeVerified(data []byte) (ix *Index, err error) {
 		}
 	}
 
-	na := r.count("attribute sets", math.MaxInt32)
+	// An attribute set is five 8-byte words and a flag: a count larger than
+	// the bytes left could hold is corrupt, and must not size an allocation.
+	na := r.count("attribute sets", r.remaining()/attrRecordLen)
 	ix.attrs = make([]attr, 0, na)
 	ix.attrFeeds = make([]uint64, 0, na)
 	for i := 0; i < na && r.err == nil; i++ {
@@ -350,6 +351,9 @@ func (r *snapReader) uvarint(what string) uint64 {
 
 // count reads a length and bounds it, so corrupt input cannot make the
 // decoder allocate without limit.
+// attrRecordLen is the encoded size of one attribute set.
+const attrRecordLen = 5*8 + 1
+
 func (r *snapReader) count(what string, max int) int {
 	v := r.uvarint(what)
 	if v > uint64(max) {
