@@ -5,7 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,10 +62,45 @@ func (g *gateway) adminMux() http.Handler {
 		pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pp.HandleFunc("/debug/pprof/mutex", sampledProfile("mutex"))
+		pp.HandleFunc("/debug/pprof/block", sampledProfile("block"))
 		mux.Handle("/debug/pprof/", g.requireToken(policies.PermAdmin, pp))
 	}
 	return mux
 }
+
+// sampledProfile serves the mutex or block profile with sampling switched
+// on only while the request runs: ?seconds=N (default 10, at most 120)
+// answers the contention of those N seconds, at no cost the rest of the
+// time. Sampling: one mutex contention event in 10; blocking events of
+// 10 µs and more.
+func sampledProfile(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		secs, err := strconv.Atoi(r.URL.Query().Get("seconds"))
+		if err != nil || secs <= 0 {
+			secs = 10
+		}
+		secs = min(secs, 120)
+		profileMu.Lock()
+		defer profileMu.Unlock()
+		switch name {
+		case "mutex":
+			runtime.SetMutexProfileFraction(10)
+			defer runtime.SetMutexProfileFraction(0)
+		case "block":
+			runtime.SetBlockProfileRate(10_000)
+			defer runtime.SetBlockProfileRate(0)
+		}
+		q := r.URL.Query()
+		q.Set("seconds", strconv.Itoa(secs))
+		r2 := r.Clone(r.Context())
+		r2.URL.RawQuery = q.Encode()
+		pprof.Handler(name).ServeHTTP(w, r2)
+	}
+}
+
+// profileMu keeps one sampled profile at a time (the rates are global).
+var profileMu sync.Mutex
 
 // requireToken admits a request carrying an API token whose role has perm:
 // as a bearer header (API clients, curl) or through the admin console's
