@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -25,12 +26,16 @@ type bodyOut struct {
 	n      int64 // payload bytes
 	// writeFailed: the error came from the writing side.
 	writeFailed bool
+	// wrote: something was written (a failure can no longer be answered
+	// with a response of its own).
+	wrote bool
 }
 
 func (o *bodyOut) flush() error {
 	if len(o.buf) == 0 {
 		return nil
 	}
+	o.wrote = true
 	_, err := o.c.Write(o.buf)
 	o.buf = o.buf[:0]
 	if err != nil {
@@ -144,9 +149,9 @@ func relayChunked(o *bodyOut, src *wireReader, verbatim bool) error {
 		if err != nil {
 			return err
 		}
-		size, ok := parseChunkSize(line)
-		if !ok {
-			return errBadChunk
+		size, err := parseChunkSize(line)
+		if err != nil {
+			return err
 		}
 		if verbatim {
 			o.raw(line)
@@ -158,6 +163,11 @@ func relayChunked(o *bodyOut, src *wireReader, verbatim bool) error {
 				line, err := chunkLine(o, src)
 				if err != nil {
 					return err
+				}
+				if len(line) > 0 {
+					if _, _, err := parseField(line); err != nil {
+						return errTrailer
+					}
 				}
 				if verbatim {
 					o.raw(line)
@@ -177,10 +187,13 @@ func relayChunked(o *bodyOut, src *wireReader, verbatim bool) error {
 		}
 		line, err = chunkLine(o, src)
 		if err != nil {
+			if errors.Is(err, errBadChunk) {
+				return errChunkDataEnd
+			}
 			return err
 		}
 		if len(line) != 0 {
-			return errBadChunk
+			return errChunkDataEnd
 		}
 		if verbatim {
 			o.raw([]byte("\r\n"))
@@ -188,17 +201,30 @@ func relayChunked(o *bodyOut, src *wireReader, verbatim bool) error {
 	}
 }
 
-// parseChunkSize parses "hex-size[;extensions]".
-func parseChunkSize(line []byte) (int64, bool) {
+// parseChunkSize parses "hex-size[;extensions]" (RFC 9112 §7.1) as
+// net/http does: hex digits from the first byte up to the extensions or
+// to whitespace ending the line, and no control character in the
+// extensions (they are forwarded as they are). Fifteen hex digits at
+// most, so the size cannot overflow.
+func parseChunkSize(line []byte) (int64, error) {
+	size := line
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		line = line[:i]
+		size = line[:i]
+		for _, c := range line[i+1:] {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				return 0, errChunkExt
+			}
+		}
+	} else {
+		for len(size) > 0 && (size[len(size)-1] == ' ' || size[len(size)-1] == '\t') {
+			size = size[:len(size)-1]
+		}
 	}
-	line = trimOWS(line)
-	if len(line) == 0 || len(line) > 15 {
-		return 0, false
+	if len(size) == 0 || len(size) > 15 {
+		return 0, errChunkSize
 	}
 	var n int64
-	for _, c := range line {
+	for _, c := range size {
 		switch {
 		case '0' <= c && c <= '9':
 			n = n<<4 | int64(c-'0')
@@ -207,8 +233,8 @@ func parseChunkSize(line []byte) (int64, bool) {
 		case 'A' <= c && c <= 'F':
 			n = n<<4 | int64(c-'A'+10)
 		default:
-			return 0, false
+			return 0, errChunkSize
 		}
 	}
-	return n, true
+	return n, nil
 }

@@ -20,6 +20,15 @@
 // kept (its transport skips TLS verification and its MITM CA is a
 // published key).
 //
+// The parser refuses, with a 400 naming the fault and the connection
+// closed, every shape two parsers may frame differently (request
+// smuggling): Content-Length with Transfer-Encoding, differing or
+// malformed lengths, codings other than chunked, obsolete line folding,
+// bare CR, control characters, a second Host, and in chunk framing a bare
+// LF, a malformed size or extension, or an over-long line. Heads larger
+// than max_header_bytes get a 431. Heads are rebuilt field by field
+// before they go on, never copied through.
+//
 // It deliberately holds no policy: every request becomes one
 // policies.Request and policies.Engine.Check decides; the proxy only
 // renders the Decision. DNS filtering lives in proxy/dnsfilter, reports in

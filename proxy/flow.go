@@ -238,6 +238,9 @@ func (s *Server) upstreamError(req *http.Request, ex *exchange, err error) *http
 	case "destination":
 		return s.page(req, ex, http.StatusForbidden, pageError, "Destination not allowed",
 			"This address points into a network the gateway does not reach on behalf of clients.")
+	case "protocol":
+		return s.page(req, ex, http.StatusBadGateway, pageError, "The site sent a malformed response",
+			"The gateway reached the site but could not read its answer as HTTP ("+refusalReason(err)+"), so it passed nothing on.")
 	}
 	return s.page(req, ex, http.StatusBadGateway, pageError, "The site could not be reached",
 		"The gateway could not connect to this site.")
@@ -264,6 +267,8 @@ func errorKind(err error) string {
 		return "tls"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "timeout"
+	case errors.Is(err, errBadHead), errors.Is(err, errBadFraming), errors.Is(err, errBadChunk), errors.Is(err, errHeadTooLarge):
+		return "protocol"
 	case strings.Contains(err.Error(), "dial"):
 		return "dial"
 	}

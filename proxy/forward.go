@@ -195,6 +195,15 @@ func (cc *clientConn) relay(ex *exchange, authority, rest []byte, addrs []netip.
 				cc.page(ex, resp)
 				return closeConn
 			}
+			if errors.Is(bodyErr, errBadChunk) {
+				// A malformed chunked upload: the origin got the valid
+				// chunks before it and a closed connection, never bytes
+				// it could read as another request.
+				s.m.refused.WithLabelValues("bad_request").Inc()
+				ex.refusal, ex.status = "bad_request", http.StatusBadRequest
+				cc.finishText(ex, http.StatusBadRequest, "Cordon: bad request: "+refusalReason(bodyErr)+"\n", "")
+				return closeConn
+			}
 			if bodyErr != nil && !errors.Is(bodyErr, errUpstreamWrite) {
 				// The client went away mid-upload.
 				ex.status = 499
@@ -477,7 +486,7 @@ func (cc *clientConn) respond(ex *exchange, uc *upConn, bodyDone chan error) out
 	b := appendStatusLine(cc.out[:0], rh.status, reasonOf(rh))
 	for i := range rh.fields {
 		f := &rh.fields[i]
-		if isHopField(f.name, rh) || (!noBody && toClientChunked && asciiEqualFold(f.name, "Content-Length")) {
+		if isHopField(f.name, rh) || (!noBody && (toClientChunked || rh.chunked) && asciiEqualFold(f.name, "Content-Length")) {
 			continue
 		}
 		b = appendHeader(b, string(f.name), f.value)
@@ -543,6 +552,13 @@ func (cc *clientConn) respond(ex *exchange, uc *upConn, bodyDone chan error) out
 	}
 	if err != nil {
 		_ = uc.c.Close()
+		if !o.wrote {
+			// Nothing reached the client yet (a malformed body in the
+			// first read): it gets an error page, not a cut response.
+			ex.down.Store(0)
+			cc.page(ex, s.upstreamError(cc.pageRequest(ex), ex, err))
+			return closeConn
+		}
 		s.finish(ex)
 		return closeConn
 	}

@@ -199,21 +199,37 @@ func (cc *clientConn) readRequest() bool {
 }
 
 // badRequest answers an unreadable head (nothing for a client that went
-// away or timed out before sending one).
+// away or timed out before sending one), and the connection closes: after
+// a framing error nothing on it can be trusted.
 func (cc *clientConn) badRequest(err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errHeadTooLarge):
 		cc.s.m.refused.WithLabelValues("bad_request").Inc()
-		_, _ = io.WriteString(cc.c, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 38\r\n\r\nCordon: request header fields too large")
+		cc.out = closingText(cc.out[:0], http.StatusRequestHeaderFieldsTooLarge, "request head larger than the proxy accepts (max_header_bytes)")
 	case errors.As(err, &ne) && ne.Timeout():
-		if cc.r.buffered() > 0 {
-			_, _ = io.WriteString(cc.c, "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 31\r\n\r\nCordon: request head timed out\n")
+		if cc.r.buffered() == 0 {
+			return
 		}
-	case errors.Is(err, errBadHead), errors.Is(err, errBadFraming):
+		cc.out = closingText(cc.out[:0], http.StatusRequestTimeout, "request head timed out")
+	case errors.Is(err, errBadHead), errors.Is(err, errBadFraming), errors.Is(err, errBadChunk):
 		cc.s.m.refused.WithLabelValues("bad_request").Inc()
-		_, _ = io.WriteString(cc.c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 27\r\n\r\nCordon: malformed request.\n")
+		cc.out = closingText(cc.out[:0], http.StatusBadRequest, "bad request: "+refusalReason(err))
+	default:
+		return
 	}
+	_, _ = cc.c.Write(cc.out)
+}
+
+// closingText appends a short text response that ends the connection:
+// "Cordon: <text>".
+func closingText(b []byte, status int, text string) []byte {
+	b = appendStatusLine(b, status, http.StatusText(status))
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len("Cordon: \n")+len(text)), 10)
+	b = append(b, "\r\n\r\nCordon: "...)
+	b = append(b, text...)
+	return append(b, '\n')
 }
 
 func (s *Server) isClosing() bool { return s.closingF.Load() }

@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		upstreamErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: obs.Namespace, Subsystem: subsystem, Name: "upstream_errors_total",
-			Help: "Failures reaching origins, by kind (resolve, dial, tls, timeout, other).",
+			Help: "Failures reaching origins, by kind (resolve, dial, tls, timeout, protocol: a malformed response, other).",
 		}, []string{"kind"}),
 		refused: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: obs.Namespace, Subsystem: subsystem, Name: "refused_total",

@@ -23,6 +23,56 @@ var (
 	errBadChunk     = errors.New("proxy: malformed chunked body")
 )
 
+// wireError is a refusal of malformed input: the reason is what the
+// client is told (400 Bad Request), the class one of the errors above.
+// They are values made once, so refusing allocates nothing.
+type wireError struct {
+	class  error
+	reason string
+}
+
+func (e *wireError) Error() string { return "proxy: " + e.reason }
+func (e *wireError) Unwrap() error { return e.class }
+
+// The refusals, by what is wrong. Each is a shape that parsers read
+// differently, the ground of request smuggling (RFC 9112 §6.3, §11.2).
+var (
+	errRequestLine   = &wireError{errBadHead, "malformed request line"}
+	errMethod        = &wireError{errBadHead, "invalid method"}
+	errTarget        = &wireError{errBadHead, "invalid request target"}
+	errVersion       = &wireError{errBadHead, "unsupported HTTP version"}
+	errStatusLine    = &wireError{errBadHead, "malformed status line"}
+	errObsFold       = &wireError{errBadHead, "obsolete line folding in a header field"}
+	errFieldName     = &wireError{errBadHead, "invalid header field name"}
+	errFieldValue    = &wireError{errBadHead, "control character in a header field value"}
+	errBareCR        = &wireError{errBadHead, "bare CR in the message head"}
+	errTwoHosts      = &wireError{errBadHead, "more than one Host header field"}
+	errCLAndTE       = &wireError{errBadFraming, "both Content-Length and Transfer-Encoding"}
+	errCLDiffer      = &wireError{errBadFraming, "differing Content-Length values"}
+	errCLInvalid     = &wireError{errBadFraming, "invalid Content-Length"}
+	errTECoding      = &wireError{errBadFraming, "unsupported Transfer-Encoding (only chunked is accepted)"}
+	errTERepeated    = &wireError{errBadFraming, "Transfer-Encoding given more than once"}
+	errTEOnHTTP10    = &wireError{errBadFraming, "Transfer-Encoding in an HTTP/1.0 message"}
+	errChunkSize     = &wireError{errBadChunk, "invalid chunk size"}
+	errChunkExt      = &wireError{errBadChunk, "control character in a chunk extension"}
+	errChunkBareLF   = &wireError{errBadChunk, "chunk framing line not ended by CRLF"}
+	errChunkDataEnd  = &wireError{errBadChunk, "chunk data not followed by CRLF"}
+	errChunkLineLong = &wireError{errBadChunk, "chunk framing line too long"}
+	errTrailer       = &wireError{errBadChunk, "malformed trailer field"}
+)
+
+// refusalReason is what a client is told about err.
+func refusalReason(err error) string {
+	var we *wireError
+	switch {
+	case errors.As(err, &we):
+		return we.reason
+	case errors.Is(err, errHeadTooLarge):
+		return "message head too large"
+	}
+	return "malformed message"
+}
+
 // wireReader is a growable read buffer over a connection.
 type wireReader struct {
 	rd   io.Reader
@@ -117,23 +167,29 @@ func (b *wireReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readLine returns the next line without its CRLF (or bare LF), at most
-// limit bytes long.
+// readLine returns the next line of chunk framing without its CRLF,
+// shorter than limit (net/http's bound). A bare LF ends nothing here: RFC 9112 allows it
+// only in the message head, and chunk parsers that do and do not accept
+// it disagree on where a body ends.
 func (b *wireReader) readLine(limit int) ([]byte, error) {
 	scanned := 0
 	for {
 		if i := bytes.IndexByte(b.buf[b.r+scanned:b.w], '\n'); i >= 0 {
 			end := b.r + scanned + i
 			line := b.buf[b.r:end]
-			b.r = end + 1
-			if n := len(line); n > 0 && line[n-1] == '\r' {
-				line = line[:n-1]
+			if end-b.r > limit {
+				return nil, errChunkLineLong
 			}
-			return line, nil
+			n := len(line)
+			if n == 0 || line[n-1] != '\r' {
+				return nil, errChunkBareLF
+			}
+			b.r = end + 1
+			return line[:n-1], nil
 		}
 		scanned = b.w - b.r
-		if scanned >= limit {
-			return nil, errBadChunk
+		if scanned > limit {
+			return nil, errChunkLineLong
 		}
 		if err := b.fill(max(len(b.buf), limit+b.w-b.r)); err != nil {
 			if err == io.EOF {
@@ -268,20 +324,32 @@ func parseRequestHead(h *head, raw []byte) error {
 	h.raw = raw
 	line, rest := cutLine(raw)
 	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 {
-		return errBadHead
-	}
 	sp2 := bytes.LastIndexByte(line, ' ')
-	if sp2 <= sp1+1 {
-		return errBadHead
+	if sp1 <= 0 || sp2 <= sp1+1 {
+		if bytes.IndexByte(line, '\r') >= 0 {
+			return errBareCR
+		}
+		return errRequestLine
 	}
 	h.method, h.target = line[:sp1], line[sp1+1:sp2]
-	if !isToken(h.method) || bytes.ContainsAny(h.target, " \t") || !validTarget(h.target) {
-		return errBadHead
+	if !isToken(h.method) {
+		return errMethod
+	}
+	if !validTarget(h.target) {
+		if bytes.IndexByte(h.target, '\r') >= 0 {
+			return errBareCR
+		}
+		return errTarget
 	}
 	var ok bool
-	if h.major, h.minor, ok = parseVersion(line[sp2+1:]); !ok || h.major != 1 {
-		return errBadHead
+	if h.major, h.minor, ok = parseVersion(line[sp2+1:]); !ok {
+		if bytes.IndexByte(line[sp2+1:], '\r') >= 0 {
+			return errBareCR
+		}
+		return errRequestLine
+	}
+	if h.major != 1 {
+		return errVersion
 	}
 	return h.parseFields(rest, true)
 }
@@ -292,15 +360,18 @@ func parseResponseHead(h *head, raw []byte) error {
 	h.raw = raw
 	line, rest := cutLine(raw)
 	if len(line) < 12 || line[8] != ' ' {
-		return errBadHead
+		return errStatusLine
 	}
 	var ok bool
 	if h.major, h.minor, ok = parseVersion(line[:8]); !ok || h.major != 1 {
-		return errBadHead
+		return errStatusLine
 	}
 	code := line[9:12]
 	if code[0] < '1' || code[0] > '5' || !isDigit(code[1]) || !isDigit(code[2]) || (len(line) > 12 && line[12] != ' ') {
-		return errBadHead
+		return errStatusLine
+	}
+	if !validFieldValue(line[12:]) {
+		return errStatusLine
 	}
 	h.status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	if len(line) > 13 {
@@ -310,39 +381,36 @@ func parseResponseHead(h *head, raw []byte) error {
 }
 
 func (h *head) parseFields(rest []byte, request bool) error {
-	clSeen := false
+	clSeen, hostSeen := false, false
 	for len(rest) > 0 {
 		var line []byte
 		line, rest = cutLine(rest)
 		if len(line) == 0 {
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			// Obsolete line folding (RFC 9112 §5.2): refused, it hides
-			// headers from some parsers and not from others.
-			return errBadHead
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return errBadHead
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !validFieldValue(value) {
-			return errBadHead
+		name, value, err := parseField(line)
+		if err != nil {
+			return err
 		}
 		h.fields = append(h.fields, field{name: name, value: value})
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
 			n, ok := parseContentLength(value)
-			if !ok || (clSeen && n != h.contentLength) {
-				return errBadFraming
+			if !ok {
+				return errCLInvalid
+			}
+			if clSeen && n != h.contentLength {
+				return errCLDiffer
 			}
 			clSeen, h.contentLength = true, n
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			// Only chunked is understood; it must be the final coding and
 			// the only one (a proxy that guesses invites smuggling).
-			if h.tePresent || !asciiEqualFold(value, "chunked") {
-				return errBadFraming
+			if h.tePresent {
+				return errTERepeated
+			}
+			if !asciiEqualFold(value, "chunked") {
+				return errTECoding
 			}
 			h.tePresent, h.chunked = true, true
 		case asciiEqualFold(name, "Connection"):
@@ -357,6 +425,13 @@ func (h *head) parseFields(rest []byte, request bool) error {
 					h.upgrade = true
 				}
 			}
+		case request && asciiEqualFold(name, "Host"):
+			// RFC 9112 §3.2: more than one Host is a 400; two hops that
+			// pick different ones route the same request differently.
+			if hostSeen {
+				return errTwoHosts
+			}
+			hostSeen = true
 		case request && asciiEqualFold(name, "Expect"):
 			if asciiEqualFold(value, "100-continue") {
 				h.expect100 = true
@@ -364,18 +439,49 @@ func (h *head) parseFields(rest []byte, request bool) error {
 		}
 	}
 	if h.tePresent && clSeen {
-		// Transfer-Encoding overrides Content-Length; the message is
-		// suspect, so the connection ends after it (RFC 9112 §6.3).
+		if request {
+			// RFC 9112 §6.3 lets a server refuse this, and a proxy
+			// should: the hops before it may have framed the message by
+			// Content-Length.
+			return errCLAndTE
+		}
+		// A response: Transfer-Encoding overrides Content-Length, which
+		// is not forwarded; the connection ends after it.
 		h.contentLength = -1
 		h.close = true
 	}
 	if h.tePresent && !h.http11() {
-		return errBadFraming
+		return errTEOnHTTP10
 	}
 	if !h.http11() && !h.keepAlive {
 		h.close = true
 	}
 	return nil
+}
+
+// parseField splits one field line (of a head or a trailer section)
+// into its name and its value without surrounding whitespace.
+func parseField(line []byte) (name, value []byte, err error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		// Obsolete line folding (RFC 9112 §5.2): refused, it hides
+		// fields from some parsers and not from others.
+		return nil, nil, errObsFold
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		if bytes.IndexByte(line, '\r') >= 0 {
+			return nil, nil, errBareCR
+		}
+		return nil, nil, errFieldName
+	}
+	value = trimOWS(line[colon+1:])
+	if !validFieldValue(value) {
+		if bytes.IndexByte(value, '\r') >= 0 {
+			return nil, nil, errBareCR
+		}
+		return nil, nil, errFieldValue
+	}
+	return line[:colon], value, nil
 }
 
 // cutLine splits b after its first line (CRLF or LF).
