@@ -27,6 +27,10 @@ type SnapshotStore interface {
 	// Latest returns the newest version and its data, or an error wrapping
 	// ErrNoSnapshot when the store is empty.
 	Latest(ctx context.Context) (version uint64, data []byte, err error)
+	// LatestVersion returns the newest version without its data (a
+	// snapshot is tens of MB: followers poll this), or an error wrapping
+	// ErrNoSnapshot when the store is empty.
+	LatestVersion(ctx context.Context) (uint64, error)
 	// Get returns one version, or an error wrapping ErrNoSnapshot.
 	Get(ctx context.Context, version uint64) ([]byte, error)
 	// Subscribe calls fn with every version announced after it was called
@@ -186,6 +190,16 @@ func (s *FileStore) latestVersion() (uint64, error) {
 	return v, nil
 }
 
+// LatestVersion implements SnapshotStore.
+func (s *FileStore) LatestVersion(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latestVersion()
+}
+
 // Latest implements SnapshotStore.
 func (s *FileStore) Latest(ctx context.Context) (uint64, []byte, error) {
 	s.mu.Lock()
@@ -304,6 +318,23 @@ func (c *CachedStore) Latest(ctx context.Context) (uint64, []byte, error) {
 	return lv, ldata, nil
 }
 
+// LatestVersion asks the remote store; on a remote error other than
+// ErrNoSnapshot it answers from the local store.
+func (c *CachedStore) LatestVersion(ctx context.Context) (uint64, error) {
+	v, err := c.Remote.LatestVersion(ctx)
+	if err == nil {
+		return v, nil
+	}
+	lv, lerr := c.Local.LatestVersion(ctx)
+	if lerr != nil {
+		return 0, errors.Join(err, lerr)
+	}
+	if !errors.Is(err, ErrNoSnapshot) {
+		c.log().WarnContext(ctx, "snapshot store unreachable, serving the local copy", "version", lv, "err", err)
+	}
+	return lv, nil
+}
+
 // Get asks the local store first (snapshots never change), then the
 // remote one.
 func (c *CachedStore) Get(ctx context.Context, version uint64) ([]byte, error) {
@@ -379,8 +410,12 @@ func Follow(ctx context.Context, store SnapshotStore, current uint64, logger *sl
 		var data []byte
 		var err error
 		if latest {
-			v, data, err = store.Latest(ctx)
-		} else {
+			// Only the version first: the data is fetched when it is new.
+			if v, err = store.LatestVersion(ctx); err == nil && v <= current {
+				return
+			}
+		}
+		if err == nil {
 			data, err = store.Get(ctx, v)
 		}
 		if err != nil {

@@ -99,6 +99,10 @@ func (f *failingStore) Latest(context.Context) (uint64, []byte, error) {
 	f.calls.Add(1)
 	return 0, nil, errDown
 }
+func (f *failingStore) LatestVersion(context.Context) (uint64, error) {
+	f.calls.Add(1)
+	return 0, errDown
+}
 func (f *failingStore) Get(context.Context, uint64) ([]byte, error) {
 	f.calls.Add(1)
 	return nil, errDown
@@ -137,9 +141,82 @@ func TestCachedStoreFallback(t *testing.T) {
 	if _, err := DecodeSnapshot(data); err != nil {
 		t.Fatal(err)
 	}
+	if v, err := down.LatestVersion(ctx); err != nil || v != 5 {
+		t.Fatalf("LatestVersion with the remote down = %d, %v; want the cached 5", v, err)
+	}
 	empty := &CachedStore{Remote: &failingStore{}, Local: &FileStore{dir: t.TempDir()}, Logger: log}
 	if _, _, err := empty.Latest(ctx); !errors.Is(err, errDown) {
 		t.Errorf("Latest with remote down and no cache = %v, want the remote error", err)
+	}
+	if _, err := empty.LatestVersion(ctx); !errors.Is(err, errDown) {
+		t.Errorf("LatestVersion with remote down and no cache = %v, want the remote error", err)
+	}
+}
+
+// countingStore counts the calls that move a snapshot's data.
+type countingStore struct {
+	SnapshotStore
+	data     atomic.Int32 // Latest and Get
+	versions chan uint64  // every LatestVersion answer
+}
+
+func (c *countingStore) Latest(ctx context.Context) (uint64, []byte, error) {
+	c.data.Add(1)
+	return c.SnapshotStore.Latest(ctx)
+}
+
+func (c *countingStore) Get(ctx context.Context, v uint64) ([]byte, error) {
+	c.data.Add(1)
+	return c.SnapshotStore.Get(ctx, v)
+}
+
+func (c *countingStore) LatestVersion(ctx context.Context) (uint64, error) {
+	v, err := c.SnapshotStore.LatestVersion(ctx)
+	c.versions <- v
+	return v, err
+}
+
+// A follower that already serves the latest snapshot asks only for the
+// version: it never transfers the snapshot again (tens of MB from Redis
+// on every poll).
+func TestFollowUpToDateFetchesNoData(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	fs, err := NewFileStore(FileStoreConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBuilder()
+	id, _ := b.AddFeed("f", []string{"c"}, false)
+	_ = b.Add(id, Entry{Kind: KindDomain, Host: "a.example"})
+	ix, _ := b.Build(7)
+	data, _ := EncodeSnapshot(ix)
+	if err := fs.Put(ctx, 7, data); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{SnapshotStore: fs, versions: make(chan uint64, 4)}
+	done := make(chan error, 1)
+	applied := atomic.Int32{}
+	go func() {
+		done <- Follow(ctx, cs, 7, nil, func(*Index) error { applied.Add(1); return nil })
+	}()
+	select {
+	case v := <-cs.versions:
+		if v != 7 {
+			t.Fatalf("LatestVersion = %d, want 7", v)
+		}
+	case <-ctx.Done():
+		t.Fatal("Follow never asked for the latest version")
+	}
+	// The subscription's first announcement (7 again) must not load either.
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	<-done
+	if n := cs.data.Load(); n != 0 {
+		t.Errorf("Follow fetched snapshot data %d times while up to date", n)
+	}
+	if n := applied.Load(); n != 0 {
+		t.Errorf("Follow applied %d snapshots while up to date", n)
 	}
 }
 

@@ -278,7 +278,7 @@ func (s *Syncer) build(ctx context.Context) (*Index, error) {
 	b.SetStatus(status)
 	version := uint64(s.cfg.Now().UnixMilli())
 	if s.cfg.Store != nil {
-		if v, _, err := s.cfg.Store.Latest(ctx); err == nil && v >= version {
+		if v, err := s.cfg.Store.LatestVersion(ctx); err == nil && v >= version {
 			version = v + 1
 		}
 	}

@@ -164,14 +164,23 @@ func (s *Store) prune(ctx context.Context) error {
 	return nil
 }
 
-// Latest implements categorizer.SnapshotStore.
-func (s *Store) Latest(ctx context.Context) (uint64, []byte, error) {
+// LatestVersion implements categorizer.SnapshotStore: one GET.
+func (s *Store) LatestVersion(ctx context.Context) (uint64, error) {
 	v, err := s.rdb.Get(ctx, s.latestKey()).Uint64()
 	if errors.Is(err, redis.Nil) {
-		return 0, nil, fmt.Errorf("redisstore: %w", categorizer.ErrNoSnapshot)
+		return 0, fmt.Errorf("redisstore: %w", categorizer.ErrNoSnapshot)
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("redisstore: latest snapshot: %w", err)
+		return 0, fmt.Errorf("redisstore: latest snapshot: %w", err)
+	}
+	return v, nil
+}
+
+// Latest implements categorizer.SnapshotStore.
+func (s *Store) Latest(ctx context.Context) (uint64, []byte, error) {
+	v, err := s.LatestVersion(ctx)
+	if err != nil {
+		return 0, nil, err
 	}
 	data, err := s.Get(ctx, v)
 	return v, data, err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -49,5 +50,25 @@ func TestSampledProfile(t *testing.T) {
 	}
 	if f := runtime.SetMutexProfileFraction(-1); f != 0 {
 		t.Errorf("mutex sampling left at %d after the request", f)
+	}
+}
+
+func TestGCPercentDefault(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+
+	t.Setenv("GOGC", "")
+	if got := applyGCPercent(); got != defaultGOGC {
+		t.Errorf("applyGCPercent with GOGC unset = %d, want %d", got, defaultGOGC)
+	}
+	if now := debug.SetGCPercent(100); now != defaultGOGC {
+		t.Errorf("GC percent after applyGCPercent = %d, want %d", now, defaultGOGC)
+	}
+	t.Setenv("GOGC", "200")
+	if got := applyGCPercent(); got != 0 {
+		t.Errorf("applyGCPercent with GOGC=200 = %d, want 0 (left alone)", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("applyGCPercent changed the GC percent to %d with GOGC set", now)
 	}
 }

@@ -45,6 +45,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	logger := newLogger(cfg.Log, stderr)
+	applyGCPercent()
 	applyMemoryLimit(logger)
 
 	hup := make(chan os.Signal, 1)
