@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,77 +14,15 @@ import (
 // The cold-hit benchmark: Lookup of hosts under listed names, each host
 // looked up once per pass over a set of coldHosts distinct hosts, so the
 // table entries a lookup needs are not in any CPU cache (the set and the
-// table are larger than the caches, and the order is random). Its corpus
-// is built from data in the repository only: the domain names of the
-// bundled default feeds, extended with generated leading labels to
-// coldEntries names (deterministic, seed below).
-
-// coldEntries is the index size: the 1.6 M entries of the reference
-// harness, rounded up to DESIGN.md's 2 million.
-const coldEntries = 2_000_000
+// table are larger than the caches, and the order is random). It runs on
+// the 2 M-name benchmark corpus (benchCorpus: the bundled lists extended by
+// the seeded name generator), so it reads data in the repository only.
 
 // coldHosts is how many distinct hosts a pass looks up (≥ 1 M).
 const coldHosts = 1 << 20
 
-// coldSeed fixes the generated names and the lookup order.
+// coldSeed fixes the lookup order.
 const coldSeed = 12
-
-// bundledDomains returns the distinct domain names of the bundled default
-// feeds (not wildcards or exceptions), sorted.
-func bundledDomains(tb testing.TB) []string {
-	tb.Helper()
-	seen := make(map[string]struct{}, 1<<20)
-	for _, f := range DefaultFeeds() {
-		_, err := parseFeed(f, "", func(e Entry) {
-			if e.Kind == KindDomain && !e.Wildcard && !e.Exception {
-				seen[e.Host] = struct{}{}
-			}
-		})
-		if err != nil {
-			tb.Fatalf("bundled feed %s: %v", f.Name, err)
-		}
-	}
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
-// generatedNames extends base to n distinct names by putting generated
-// leading labels in front of base names (www., cdn., m., ..., then
-// numbered ones), the way real feeds list several hosts of one domain.
-func generatedNames(base []string, n int) []string {
-	seen := make(map[string]struct{}, n)
-	names := make([]string, 0, n)
-	for _, b := range base {
-		if len(names) == n {
-			return names
-		}
-		seen[b] = struct{}{}
-		names = append(names, b)
-	}
-	prefixes := []string{"www", "cdn", "m", "api", "static", "img", "mail", "app", "login", "secure", "dl", "news"}
-	r := rand.New(rand.NewPCG(coldSeed, 1))
-	for round := 0; len(names) < n; round++ {
-		p := prefixes[round%len(prefixes)]
-		if round >= len(prefixes) {
-			p += strconv.Itoa(round / len(prefixes))
-		}
-		for _, i := range r.Perm(len(base)) {
-			if len(names) == n {
-				break
-			}
-			name := p + "." + base[i]
-			if _, dup := seen[name]; !dup {
-				seen[name] = struct{}{}
-				names = append(names, name)
-			}
-		}
-	}
-	return names
-}
 
 var cold struct {
 	once  sync.Once
@@ -93,11 +30,12 @@ var cold struct {
 	hosts []string // coldHosts 5-label hosts, each under a different listed name
 }
 
-func coldBench(tb testing.TB) (*Index, []string) {
-	tb.Helper()
+func coldBench(b *testing.B) (*Index, []string) {
+	b.Helper()
+	ix, c := bench2M(b)
 	cold.once.Do(func() {
-		names := generatedNames(bundledDomains(tb), coldEntries)
-		cold.ix = buildBench(tb, names)
+		names := c.names
+		cold.ix = ix
 		// Hosts in random order, their bytes laid out in that order (a
 		// real lookup reads its host from a packet already in cache; only
 		// the index should miss).
@@ -124,15 +62,15 @@ func coldBench(tb testing.TB) (*Index, []string) {
 		}
 	})
 	if cold.ix == nil {
-		tb.Fatal("cold-hit corpus did not build")
+		b.Fatal("cold-hit corpus did not build")
 	}
 	return cold.ix, cold.hosts
 }
 
 // BenchmarkLookupCold measures Lookup of hosts that are not in any CPU
 // cache: 2M/hit5-1M cycles through 1,048,576 distinct 5-label hosts
-// under as many listed names, in random order, against a 2,000,000-entry
-// index built from the bundled feeds; the -flushed variants additionally
+// under as many listed names, in random order, against the 2,000,000-entry
+// benchmark index (bench2M); the -flushed variants additionally
 // evict the CPU caches (write a buffer of twice the last-level cache)
 // every coldBatch lookups, outside the timed part, so every batch starts
 // from DRAM whatever the neighbours on the machine do. cpu-ns/op is the

@@ -221,11 +221,13 @@ type cacheShard struct {
 	inflight map[cacheKey]*flight
 }
 
-// flight is one upstream resolution others can wait for.
+// flight is one upstream resolution others can wait for: goroutines on
+// done, UDP queries (which have no goroutine of their own) in waiters.
 type flight struct {
-	done chan struct{}
-	e    *entry
-	err  error
+	done    chan struct{}
+	e       *entry
+	err     error
+	waiters []*query // guarded by the shard's lock until finish
 }
 
 func newCache(maxEntries int, lim cacheLimits, evicted func()) *cache {
@@ -320,12 +322,34 @@ func (c *cache) join(k cacheKey) (f *flight, leader bool) {
 	return f, true
 }
 
-func (c *cache) finish(k cacheKey, f *flight) {
+// joinWait is join for a query that waits without a goroutine: when a
+// resolution of k is under way q is added to its waiters (leader=false);
+// otherwise a new flight is made with q as its first waiter, and the
+// caller must resolve it and call finish.
+func (c *cache) joinWait(k cacheKey, q *query) (f *flight, leader bool) {
+	s := c.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.inflight[k]; f != nil {
+		f.waiters = append(f.waiters, q)
+		return f, false
+	}
+	f = &flight{done: make(chan struct{}), waiters: []*query{q}}
+	s.inflight[k] = f
+	return f, true
+}
+
+// finish ends flight f of k (f.e and f.err set): it wakes the waiting
+// goroutines and returns the waiting queries for the caller to answer.
+func (c *cache) finish(k cacheKey, f *flight) []*query {
 	s := c.shard(k)
 	s.mu.Lock()
 	delete(s.inflight, k)
+	ws := f.waiters
+	f.waiters = nil
 	s.mu.Unlock()
 	close(f.done)
+	return ws
 }
 
 // normalizeHost lower-cases a DNS name and drops the trailing dot: the form

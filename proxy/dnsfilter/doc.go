@@ -50,8 +50,14 @@
 //     Answers are kept packed; a hit copies and patches bytes.
 //   - The UDP path: long-lived readers take queries in batches
 //     (recvmmsg), answer hits and blocks in line without allocating in the
-//     filter, send the answers in one batch (sendmmsg), and hand cache
-//     misses to goroutines of their own. TCP is served by miekg/dns.
+//     filter, send the answers in one batch (sendmmsg). Their cache misses
+//     go to a UDP upstream without a goroutine or a socket per query
+//     (udpMux: shared connected sockets, answers matched by ID and
+//     question, polled by the readers after each batch); a timeout,
+//     truncation, SERVFAIL or REFUSED hands the query to the blocking
+//     path (TCP retry, the other upstreams). Misses whose first upstream
+//     is not UDP wait on goroutines of their own. TCP is served by
+//     miekg/dns.
 //   - Access events (one per query, through EventSink, after the answer is
 //     written) and the cordon_dns_* metrics.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -31,9 +32,20 @@ type query struct {
 	mayDefer bool
 	deferred bool
 	resumed  bool
-	start    time.Time
-	ed       ednsInfo
-	maxSize  int
+	// muxOK lets resolve hand a miss to the UDP upstream multiplexer
+	// (udpMux): the query then waits on its flight without a goroutine
+	// (waited) and is answered by answerWaiter to from, with ctl.
+	muxOK   bool
+	waited  bool
+	rd      *udpReader // the UDP reader that read the query
+	from    netip.AddrPort
+	ctlIn   []byte // the reader's control message, valid during serveOne
+	ctl     []byte // its copy, kept while the query waits
+	toAddr  net.UDPAddr
+	toIP    [16]byte // toAddr.IP's bytes
+	start   time.Time
+	ed      ednsInfo
+	maxSize int
 
 	req      policies.Request
 	dec      policies.Decision
@@ -55,7 +67,7 @@ func putQuery(q *query) {
 	if cap(q.out) > 64<<10 {
 		q.out = nil
 	}
-	*q = query{out: q.out[:0]}
+	*q = query{out: q.out[:0], ctl: q.ctl[:0]}
 	queryPool.Put(q)
 }
 
@@ -78,7 +90,11 @@ func putQuery(q *query) {
 //  8. decide again on every CNAME target and answer address, since the
 //     decision depends on the client and the cache is shared;
 //  9. write the answer, truncated to the client's UDP size.
-func (s *Server) handle(q *query) {
+//
+// handle returns true when q waits for an upstream answer without a
+// goroutine (resolve handed it to the multiplexer): q then belongs to the
+// flight, and the caller must not touch it again.
+func (s *Server) handle(q *query) (waiting bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.metrics.panics.Inc()
@@ -171,10 +187,23 @@ func (s *Server) handle(q *query) {
 	}
 
 	// 7. Resolve.
+	q.muxOK = q.mayDefer && q.rd != nil
 	e, err := s.resolve(key, q)
+	if err == errWaiting {
+		return true
+	}
+	q.muxOK = false
 	if err == errDeferred {
 		return
 	}
+	s.answerResolved(q, e, err)
+	return
+}
+
+// answerResolved writes the answer to q once its name is resolved (steps
+// 7 to 9 of handle).
+func (s *Server) answerResolved(q *query, e *entry, err error) {
+	m := q.msg
 	if errors.Is(err, ErrOverloaded) {
 		s.answerRcode(q, dns.RcodeServerFailure, maServFail, dns.ExtendedErrorCodeOther, "too many upstream queries in flight")
 		return
@@ -228,8 +257,12 @@ func (s *Server) inspect(q *query, e *entry) bool {
 }
 
 // errDeferred is resolve's answer when the query may not wait for an
-// upstream here (query.mayDefer).
-var errDeferred = errors.New("dnsfilter: resolution deferred")
+// upstream here (query.mayDefer); errWaiting when it waits on its flight
+// without a goroutine (query.muxOK).
+var (
+	errDeferred = errors.New("dnsfilter: resolution deferred")
+	errWaiting  = errors.New("dnsfilter: waiting for the upstream")
+)
 
 // resolve returns the answer for key from the cache, or from upstream with
 // concurrent misses of one key coalesced into one upstream query.
@@ -239,6 +272,11 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 		s.metrics.cacheHits.Inc()
 		s.maybePrefetch(key, e, now)
 		return e, nil
+	}
+	if q.muxOK {
+		if err := s.resolveWaiting(key, q); err != errDeferred {
+			return nil, err
+		}
 	}
 	if q.mayDefer {
 		q.deferred = true
@@ -275,26 +313,163 @@ func (s *Server) resolve(key cacheKey, q *query) (*entry, error) {
 	if err == nil {
 		s.cache.put(key, e)
 	}
-	s.cache.finish(key, f)
+	s.finishFlight(key, f, nil)
 	return e, err
+}
+
+// resolveWaiting hands a cache miss of a UDP query to the multiplexer of
+// the first upstream to try: q joins the flight of key (a new one is sent
+// upstream) and waits without a goroutine. It returns errWaiting when q
+// waits (q belongs to the flight from then on), ErrOverloaded past
+// MaxInflight, or errDeferred when the first upstream is not a UDP one.
+func (s *Server) resolveWaiting(key cacheKey, q *query) error {
+	mux := s.pool.firstMux()
+	if mux == nil {
+		return errDeferred
+	}
+	if s.inflight.Load() >= int64(s.cfg.MaxInflight) {
+		return ErrOverloaded
+	}
+	s.metrics.cacheMisses.Inc()
+	q.ctl = append(q.ctl[:0], q.ctlIn...)
+	q.ctlIn = nil
+	r := q.rd
+	q.waited = true
+	r.u.wg.Add(1) // done once the answer is sent
+	f, leader := s.cache.joinWait(key, q)
+	// q belongs to the flight now: it may already be answered.
+	if !leader {
+		return errWaiting
+	}
+	if n := s.inflight.Add(1); n > int64(s.cfg.MaxInflight) {
+		// Another reader took the last slot since the check above.
+		s.inflight.Add(-1)
+		f.err = ErrOverloaded
+		s.finishFlight(key, f, r)
+		return errWaiting
+	}
+	if !mux.send(key, f, r) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(s.baseCtx, time.Duration(s.cfg.QueryTimeout))
+			defer cancel()
+			e, err := s.fetch(ctx, key)
+			if err == nil {
+				s.cache.put(key, e)
+			}
+			s.inflight.Add(-1)
+			f.e, f.err = e, err
+			s.finishFlight(key, f, nil)
+		}()
+	}
+	return errWaiting
+}
+
+// finishFlight ends flight f of key (f.e, f.err set) and answers the UDP
+// queries that waited on it: in r's batch when r (the UDP reader that
+// finishes the flight, or nil) reads their socket, else one by one.
+func (s *Server) finishFlight(key cacheKey, f *flight, r *udpReader) {
+	for _, q := range s.cache.finish(key, f) {
+		s.answerWaiter(q, f.e, f.err, r)
+	}
+}
+
+// answerWaiter answers a UDP query that waited on a flight and releases
+// it (through r's batch when r reads its socket).
+func (s *Server) answerWaiter(q *query, e *entry, err error, r *udpReader) {
+	u := q.rd.u
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.metrics.panics.Inc()
+				s.logger.ErrorContext(s.baseCtx, "query handling panicked", logPanic, r, logClient, q.client)
+				q.out = q.out[:0]
+				s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
+			}
+		}()
+		q.upTime = time.Since(q.start)
+		s.answerResolved(q, e, err)
+	}()
+	if q.out == nil {
+		putQuery(q)
+		u.wg.Done()
+		return
+	}
+	if r != nil && r.u == u {
+		ip := q.from.Addr()
+		if ip.Is4() {
+			b := ip.As4()
+			copy(q.toIP[:], b[:])
+			q.toAddr.IP = q.toIP[:4]
+		} else {
+			q.toIP = ip.As16()
+			q.toAddr.IP = q.toIP[:]
+		}
+		q.toAddr.Port = int(q.from.Port())
+		r.queue(q, &q.toAddr, q.ctl)
+		return
+	}
+	u.finish(q, q.from, q.ctl)
+	u.wg.Done()
 }
 
 // fetch asks the upstreams for key and packs the answer.
 func (s *Server) fetch(ctx context.Context, key cacheKey) (*entry, error) {
+	r, up, err := s.pool.resolve(ctx, upstreamQuery(key, s.cfg.MaxUDPSize), nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.pack(r, up)
+}
+
+// upstreamQuery is the message asking an upstream for key.
+func upstreamQuery(key cacheKey, udpSize int) *dns.Msg {
 	m := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), RecursionDesired: true, CheckingDisabled: key.bits&keyCD != 0},
 		Question: []dns.Question{{Name: key.name + ".", Qtype: key.qtype, Qclass: dns.ClassINET}},
 	}
-	m.SetEdns0(uint16(s.cfg.MaxUDPSize), key.bits&keyDO != 0)
-	r, up, err := s.pool.resolve(ctx, m)
-	if err != nil {
-		return nil, err
-	}
+	m.SetEdns0(uint16(udpSize), key.bits&keyDO != 0)
+	return m
+}
+
+func (s *Server) pack(r *dns.Msg, up *upstream) (*entry, error) {
 	e, err := newEntry(r, time.Now(), s.cache.lim)
 	if err != nil {
 		return nil, fmt.Errorf("dnsfilter: upstream %s: %w: %w", up.name, ErrBadAnswer, err)
 	}
 	return e, nil
+}
+
+// fetchAfter resolves key after the multiplexer's attempt at upstream u
+// gave no usable answer, within timeout: a truncated answer (last.Truncated)
+// is asked again over TCP from u, then the other upstreams are tried in
+// order; last (a SERVFAIL or REFUSED answer, or nil) is the answer when
+// none does better.
+func (s *Server) fetchAfter(timeout time.Duration, key cacheKey, u *upstream, last *dns.Msg) (*entry, error) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, timeout)
+	defer cancel()
+	m := upstreamQuery(key, s.cfg.MaxUDPSize)
+	if last != nil && last.Truncated {
+		last = nil
+		actx, acancel := context.WithTimeout(ctx, time.Duration(s.cfg.UpstreamTimeout))
+		r, err := u.exchangeTCP(actx, m)
+		acancel()
+		if err == nil && r.Rcode != dns.RcodeServerFailure && r.Rcode != dns.RcodeRefused {
+			return s.pack(r, u)
+		}
+		if err == nil {
+			last = r
+		}
+	}
+	r, up, err := s.pool.resolve(ctx, m, u)
+	if last != nil && (err != nil || r.Rcode == dns.RcodeServerFailure || r.Rcode == dns.RcodeRefused) {
+		r, up, err = last, u, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.pack(r, up)
 }
 
 // maybePrefetch refreshes a popular entry in the background when less than

@@ -168,6 +168,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.pool = p
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	for _, u := range p.list {
+		if u.kind == kindUDP {
+			u.mux = newUDPMux(s, u)
+			u.mux.start()
+		}
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -20,8 +20,10 @@ import (
 // (GOMAXPROCS, at least 2) that read queries in batches, answer cached and
 // blocked names in line and send those answers in one batch: such an
 // answer never pays for a new goroutine, and the system calls are shared
-// by up to udpBatch queries. A query that needs an upstream is handed to a
-// goroutine of its own, so a slow upstream never holds up the readers.
+// by up to udpBatch queries. A query that needs an upstream waits on its
+// cache flight while the UDP upstream multiplexer (udpMux) asks for it,
+// or, when the first upstream is not a UDP one, on a goroutine of its
+// own: either way a slow upstream never holds up the readers.
 type udpServer struct {
 	s    *Server
 	conn *net.UDPConn
@@ -136,26 +138,64 @@ func (r *replySource) get(oob []byte) []byte {
 // (recvmmsg/sendmmsg on Linux, one at a time elsewhere).
 const udpBatch = 32
 
-// readBatch reads up to udpBatch queries per system call, answers the
-// ones that need no upstream in line, and sends those answers with one
-// system call.
-func (u *udpServer) readBatch() error {
-	pc := ipv4.NewPacketConn(u.conn) // the batch calls work for either family
-	in := make([]ipv4.Message, udpBatch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, readUDPSize)}
+// udpReader is one reader goroutine of a udpServer with its batches: the
+// answers it will send in one system call (out, for the queries in
+// answered), the upstream queries of its cache misses, also sent in one
+// system call per upstream socket (udpMux), and the buffers it polls the
+// upstream answers into.
+type udpReader struct {
+	u        *udpServer
+	pc       *ipv4.PacketConn
+	in, out  []ipv4.Message
+	answered []*query
+	src      replySource
+
+	ups   []muxSend // upstream queries to write, in order
+	upOut []ipv4.Message
+	upBuf []byte // room for udpBatch upstream queries of muxQueryMax bytes
+	upIn  *rawBatch
+}
+
+// muxSend is one upstream query a reader has yet to write.
+type muxSend struct {
+	m   *udpMux
+	mq  *muxQuery
+	msg []byte
+}
+
+func newUDPReader(u *udpServer) *udpReader {
+	r := &udpReader{
+		u:        u,
+		pc:       ipv4.NewPacketConn(u.conn), // the batch calls work for either family
+		in:       make([]ipv4.Message, udpBatch),
+		out:      make([]ipv4.Message, udpBatch),
+		answered: make([]*query, 0, udpBatch),
+		ups:      make([]muxSend, 0, udpBatch),
+		upOut:    make([]ipv4.Message, udpBatch),
+		upBuf:    make([]byte, 0, udpBatch*muxQueryMax),
+		upIn:     newRawBatch(),
+	}
+	for i := range r.in {
+		r.in[i].Buffers = [][]byte{make([]byte, readUDPSize)}
 		if u.pktinfo {
-			in[i].OOB = make([]byte, oobSize)
+			r.in[i].OOB = make([]byte, oobSize)
 		}
 	}
-	out := make([]ipv4.Message, udpBatch)
-	for i := range out {
-		out[i].Buffers = make([][]byte, 1)
+	for i := range r.out {
+		r.out[i].Buffers = make([][]byte, 1)
+		r.upOut[i].Buffers = make([][]byte, 1)
 	}
-	answered := make([]*query, 0, udpBatch)
-	var src replySource
+	return r
+}
+
+// readBatch reads up to udpBatch queries per system call, answers the
+// ones that need no upstream in line, sends their upstream queries for
+// the others, reads the upstream answers that came meanwhile, and sends
+// every answer that is ready with one system call.
+func (u *udpServer) readBatch() error {
+	r := newUDPReader(u)
 	for {
-		n, err := pc.ReadBatch(in, 0)
+		n, err := r.pc.ReadBatch(r.in, 0)
 		if err != nil {
 			select {
 			case <-u.done:
@@ -172,50 +212,120 @@ func (u *udpServer) readBatch() error {
 			return err
 		}
 		now := time.Now()
-		answered = answered[:0]
-		w := 0
 		for i := range n {
-			m := &in[i]
+			m := &r.in[i]
 			ua, ok := m.Addr.(*net.UDPAddr)
 			if !ok {
 				continue
 			}
 			from := ua.AddrPort()
-			ctl := src.get(m.OOB[:m.NN])
-			q := u.serveOne(m.Buffers[0][:m.N], from, ctl, now)
-			if q == nil {
-				continue
+			ctl := r.src.get(m.OOB[:m.NN])
+			if q := u.serveOne(r, m.Buffers[0][:m.N], from, ctl, now); q != nil {
+				r.queue(q, m.Addr, ctl)
 			}
-			out[w].Buffers[0] = q.out
-			out[w].OOB = ctl
-			out[w].Addr = m.Addr
-			w++
-			answered = append(answered, q)
 		}
-		for sent := 0; sent < w; {
-			k, err := pc.WriteBatch(out[sent:w], 0)
+		r.flushUpstream()
+		// Answer the misses whose upstream answers came meanwhile: the
+		// sockets' goroutines would only run once this reader waits.
+		u.s.pool.poll(r)
+		r.flush()
+	}
+}
+
+// queue adds q's answer to the batch, sending the batch first when it is
+// full.
+func (r *udpReader) queue(q *query, to net.Addr, ctl []byte) {
+	if len(r.answered) == len(r.out) {
+		r.flush()
+	}
+	w := len(r.answered)
+	r.out[w].Buffers[0] = q.out
+	r.out[w].OOB = ctl
+	r.out[w].Addr = to
+	r.answered = append(r.answered, q)
+}
+
+// flush sends the queued answers, then records and releases their
+// queries.
+func (r *udpReader) flush() {
+	w := len(r.answered)
+	for sent := 0; sent < w; {
+		k, err := r.pc.WriteBatch(r.out[sent:w], 0)
+		if err != nil {
+			if r.u.s.logger.Enabled(r.u.s.baseCtx, slog.LevelDebug) {
+				r.u.s.logger.DebugContext(r.u.s.baseCtx, "write answers", logErr, err)
+			}
+			// Skip the datagram that failed; send the rest.
+			k = max(k, 0) + 1
+		}
+		sent += k
+	}
+	for i, q := range r.answered {
+		r.out[i].Buffers[0], r.out[i].OOB, r.out[i].Addr = nil, nil, nil
+		r.u.s.record(q)
+		waited := q.waited
+		putQuery(q)
+		if waited {
+			r.u.wg.Done()
+		}
+	}
+	r.answered = r.answered[:0]
+}
+
+// upstreamBuf returns room for one upstream query in the reader's
+// buffer, or nil when it is full (flushUpstream empties it).
+func (r *udpReader) upstreamBuf() []byte {
+	if len(r.ups) == cap(r.ups) || cap(r.upBuf)-len(r.upBuf) < muxQueryMax {
+		return nil
+	}
+	return r.upBuf[len(r.upBuf):len(r.upBuf)]
+}
+
+// queueUpstream queues mq's query (the n bytes upstreamBuf returned last,
+// now packed) to be written at the end of the batch.
+func (r *udpReader) queueUpstream(m *udpMux, mq *muxQuery, n int) {
+	start := len(r.upBuf)
+	r.upBuf = r.upBuf[:start+n]
+	r.ups = append(r.ups, muxSend{m: m, mq: mq, msg: r.upBuf[start : start+n : start+n]})
+}
+
+// flushUpstream writes the queued upstream queries: one system call for
+// each run of queries on one socket.
+func (r *udpReader) flushUpstream() {
+	for i := 0; i < len(r.ups); {
+		sk := r.ups[i].mq.sock
+		j := i
+		for j < len(r.ups) && r.ups[j].mq.sock == sk {
+			r.upOut[j-i].Buffers[0] = r.ups[j].msg
+			j++
+		}
+		msgs := r.upOut[:j-i]
+		for sent := 0; sent < len(msgs); {
+			k, err := sk.pc.WriteBatch(msgs[sent:], 0)
+			k = max(k, 0)
 			if err != nil {
-				if u.s.logger.Enabled(u.s.baseCtx, slog.LevelDebug) {
-					u.s.logger.DebugContext(u.s.baseCtx, "write answers", logErr, err)
-				}
-				// Skip the datagram that failed; send the rest.
-				k = max(k, 0) + 1
+				// The query at sent+k failed; the ones before it went out.
+				failed := []*muxQuery{r.ups[i+sent+k].mq}
+				r.ups[i].m.sendFailed(sk, failed, err)
+				k++
 			}
 			sent += k
 		}
-		for i, q := range answered {
-			out[i].Buffers[0], out[i].OOB, out[i].Addr = nil, nil, nil
-			u.s.record(q)
-			putQuery(q)
+		for k := range msgs {
+			msgs[k].Buffers[0] = nil
 		}
+		i = j
 	}
+	clear(r.ups)
+	r.ups = r.ups[:0]
+	r.upBuf = r.upBuf[:0]
 }
 
 // serveOne handles one datagram. It returns the query when its answer is
 // ready to send (the caller sends, records and releases it), or nil when
-// there is nothing to send now: the packet was dropped, or the query went
-// to a goroutine of its own to wait for an upstream.
-func (u *udpServer) serveOne(b []byte, from netip.AddrPort, ctl []byte, now time.Time) *query {
+// there is nothing to send now: the packet was dropped, or the query
+// waits for an upstream (on its flight, or on a goroutine of its own).
+func (u *udpServer) serveOne(r *udpReader, b []byte, from netip.AddrPort, ctl []byte, now time.Time) *query {
 	q := getQuery()
 	q.start = now
 	q.transport = transportUDP
@@ -225,7 +335,11 @@ func (u *udpServer) serveOne(b []byte, from netip.AddrPort, ctl []byte, now time
 		return nil
 	}
 	q.mayDefer = true
-	u.s.handle(q)
+	q.rd, q.from, q.ctlIn = r, from, ctl
+	if u.s.handle(q) {
+		return nil // waits for its upstream answer (answerWaiter sends it)
+	}
+	q.ctlIn = nil
 	if q.deferred {
 		q.mayDefer, q.deferred, q.resumed = false, false, true
 		ctl := append([]byte(nil), ctl...)

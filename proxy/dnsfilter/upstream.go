@@ -51,6 +51,8 @@ type upstream struct {
 	// still changes often), a TCP or TLS connection is kept while idle
 	// for less than streamIdle.
 	udpConns, tcpConns connPool
+	// mux sends UDP clients' cache misses (kind udp only; nil otherwise).
+	mux *udpMux
 
 	healthy atomic.Bool
 	fails   atomic.Int32
@@ -155,6 +157,20 @@ func (u *upstream) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 	case kindHTTPS:
 		r, err = u.exchangeHTTPS(ctx, m)
 	}
+	return u.checked(m, r, err)
+}
+
+// exchangeTCP sends m to u over TCP (u.tcp: kinds udp, tcp and tls).
+func (u *upstream) exchangeTCP(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+	if u.tcp == nil {
+		return nil, fmt.Errorf("dnsfilter: upstream %s: no TCP client", u.name)
+	}
+	r, err := u.exchangeConn(ctx, u.tcp, &u.tcpConns, m)
+	return u.checked(m, r, err)
+}
+
+// checked checks an answer r to m against m's question.
+func (u *upstream) checked(m, r *dns.Msg, err error) (*dns.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dnsfilter: upstream %s: %w", u.name, err)
 	}
@@ -363,10 +379,11 @@ func (p *pool) order(buf *[maxUpstreams]uint8) []uint8 {
 	return out
 }
 
-// resolve asks the upstreams in order until one answers or ctx is done. A
-// SERVFAIL or REFUSED answer moves on to the next upstream but is returned
-// when nothing better comes. It never waits past ctx's deadline.
-func (p *pool) resolve(ctx context.Context, m *dns.Msg) (*dns.Msg, *upstream, error) {
+// resolve asks the upstreams in order (skip excepted, when not nil) until
+// one answers or ctx is done. A SERVFAIL or REFUSED answer moves on to the
+// next upstream but is returned when nothing better comes. It never waits
+// past ctx's deadline.
+func (p *pool) resolve(ctx context.Context, m *dns.Msg, skip *upstream) (*dns.Msg, *upstream, error) {
 	var buf [maxUpstreams]uint8
 	var (
 		last     *dns.Msg
@@ -379,6 +396,9 @@ func (p *pool) resolve(ctx context.Context, m *dns.Msg) (*dns.Msg, *upstream, er
 			break
 		}
 		u := p.list[i]
+		if u == skip {
+			continue
+		}
 		actx, cancel := context.WithTimeout(ctx, p.attempt)
 		start := time.Now()
 		r, err := u.exchange(actx, m)
@@ -400,12 +420,38 @@ func (p *pool) resolve(ctx context.Context, m *dns.Msg) (*dns.Msg, *upstream, er
 	if last != nil {
 		return last, lastFrom, nil
 	}
+	if len(errs) == 0 {
+		return nil, nil, fmt.Errorf("%w: no other upstream to try", ErrUpstreamsFailed)
+	}
 	return nil, nil, fmt.Errorf("%w: %w", ErrUpstreamsFailed, errors.Join(errs...))
 }
 
-// close releases the upstreams' idle connections.
+// firstMux returns the multiplexer of the upstream to try first, or nil
+// when that upstream is not a UDP one.
+func (p *pool) firstMux() *udpMux {
+	if len(p.list) == 1 {
+		return p.list[0].mux
+	}
+	var buf [maxUpstreams]uint8
+	return p.list[p.order(&buf)[0]].mux
+}
+
+// poll reads the upstream answers waiting on the multiplexers' sockets
+// without blocking (the UDP reader r calls it after each batch).
+func (p *pool) poll(r *udpReader) {
+	for _, u := range p.list {
+		if u.mux != nil {
+			u.mux.poll(r)
+		}
+	}
+}
+
+// close releases the upstreams' idle connections and multiplexers.
 func (p *pool) close() {
 	for _, u := range p.list {
+		if u.mux != nil {
+			u.mux.close()
+		}
 		u.udpConns.closeAll()
 		u.tcpConns.closeAll()
 		if u.http != nil {
