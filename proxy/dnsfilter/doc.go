@@ -49,8 +49,10 @@
 //     concurrent misses of one name coalesced into one upstream query.
 //     Answers are kept packed; a hit copies and patches bytes.
 //   - The UDP path: long-lived readers take queries in batches
-//     (recvmmsg), answer hits and blocks in line without allocating in the
-//     filter, send the answers in one batch (sendmmsg). Their cache misses
+//     (recvmmsg), answer hits and blocks in line without allocating (the
+//     common query shape is parsed into the pooled query, its name
+//     interned per reader; BenchmarkCacheHit), send the answers in one
+//     batch (sendmmsg). Their cache misses
 //     go to a UDP upstream without a goroutine or a socket per query
 //     (udpMux: shared connected sockets, answers matched by ID and
 //     question, polled by the readers after each batch); a timeout,

@@ -46,6 +46,8 @@ type query struct {
 	start   time.Time
 	ed      ednsInfo
 	maxSize int
+	// wire holds msg for the queries parseQueryFast parsed.
+	wire wireQuery
 
 	req      policies.Request
 	dec      policies.Decision

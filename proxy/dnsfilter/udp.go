@@ -149,6 +149,7 @@ type udpReader struct {
 	in, out  []ipv4.Message
 	answered []*query
 	src      replySource
+	names    *nameTable // interned query names (parseQueryFast)
 
 	ups   []muxSend // upstream queries to write, in order
 	upOut []ipv4.Message
@@ -174,6 +175,7 @@ func newUDPReader(u *udpServer) *udpReader {
 		upOut:    make([]ipv4.Message, udpBatch),
 		upBuf:    make([]byte, 0, udpBatch*muxQueryMax),
 		upIn:     newRawBatch(),
+		names:    newNameTable(),
 	}
 	for i := range r.in {
 		r.in[i].Buffers = [][]byte{make([]byte, readUDPSize)}
@@ -330,7 +332,7 @@ func (u *udpServer) serveOne(r *udpReader, b []byte, from netip.AddrPort, ctl []
 	q.start = now
 	q.transport = transportUDP
 	q.client = from.Addr().Unmap()
-	if !u.parse(b, q, from, ctl) {
+	if !u.parse(r, b, q, from, ctl) {
 		putQuery(q)
 		return nil
 	}
@@ -361,10 +363,17 @@ func (u *udpServer) serveOne(r *udpReader, b []byte, from netip.AddrPort, ctl []
 // parse unpacks a query into q.msg. Responses are dropped (no reflection);
 // a packet whose header parses but whose body does not gets FORMERR with
 // the header alone; shorter garbage is dropped.
-func (u *udpServer) parse(b []byte, q *query, from netip.AddrPort, ctl []byte) bool {
+//
+// r's name table makes the common shape of query allocation-free
+// (parseQueryFast); r may be nil.
+func (u *udpServer) parse(r *udpReader, b []byte, q *query, from netip.AddrPort, ctl []byte) bool {
 	if len(b) < headerLen || b[2]&0x80 != 0 {
 		u.s.metrics.invalid.Inc()
 		return false
+	}
+	if r != nil && parseQueryFast(b, &q.wire, r.names) {
+		q.msg = &q.wire.msg
+		return true
 	}
 	m := new(dns.Msg)
 	if err := m.Unpack(b); err != nil {
