@@ -126,8 +126,8 @@ func DecodeSnapshot(data []byte) (ix *Index, err error) {
 // checksum without decoding it, so a store can refuse to keep a damaged
 // copy. The error wraps ErrCorruptSnapshot.
 func VerifySnapshot(data []byte) error {
-	if len(data) > maxSnapshotLen {
-		return fmt.Errorf("categorizer: snapshot: %w: %d bytes is larger than %d", ErrCorruptSnapshot, len(data), maxSnapshotLen)
+	if int64(len(data)) > maxSnapshotLen {
+		return fmt.Errorf("categorizer: snapshot: %w: %d bytes is larger than %d", ErrCorruptSnapshot, len(data), int64(maxSnapshotLen))
 	}
 	if len(data) < headerLen+sha256.Size || string(data[:8]) != snapshotMagic {
 		return fmt.Errorf("categorizer: snapshot: %w: bad magic or too short (%d bytes)", ErrCorruptSnapshot, len(data))
