@@ -94,8 +94,8 @@ func firstEventTime(path string, def time.Time) time.Time {
 func (l *accessLog) Write(line []byte) (int, bool, error) {
 	rotated := false
 	var rerr error
-	if l.size > 0 && !l.now().Before(l.retryAt) && ((l.maxSize > 0 && l.size+int64(len(line)) > l.maxSize) ||
-		(l.maxAge > 0 && l.now().Sub(l.opened) >= l.maxAge)) {
+	full := l.maxSize > 0 && l.size+int64(len(line)) > l.maxSize
+	if l.size > 0 && (full || l.maxAge > 0) && l.rotateDue(full) {
 		if rerr = l.rotate(); rerr != nil {
 			// Keep writing into the live file; try again in a minute.
 			l.retryAt = l.now().Add(time.Minute)
@@ -109,6 +109,17 @@ func (l *accessLog) Write(line []byte) (int, bool, error) {
 		return n, rotated, fmt.Errorf("reports: access log: %w", err)
 	}
 	return n, rotated, rerr
+}
+
+// rotateDue reports whether the live file must rotate before the next
+// line: it is full or too old, and no failed rotation is waiting for its
+// retry. One clock read per line.
+func (l *accessLog) rotateDue(full bool) bool {
+	now := l.now()
+	if now.Before(l.retryAt) {
+		return false
+	}
+	return full || now.Sub(l.opened) >= l.maxAge
 }
 
 // Flush writes buffered lines to the file.

@@ -545,12 +545,13 @@ func keyBits(do, cd bool) uint8 {
 // record finishes q: metrics and the access event.
 func (s *Server) record(q *query) {
 	s.metrics.query(q.transport, q.action, q.rcode).Inc()
-	s.metrics.latency[q.transport].Observe(time.Since(q.start).Seconds())
+	took := time.Since(q.start) // one clock read for the metric and the event
+	s.metrics.latency[q.transport].Observe(took.Seconds())
 	if s.events == nil || q.action == maInvalid {
 		return
 	}
 	ev := eventPool.Get().(*policies.AccessEvent)
-	s.fillEvent(ev, q)
+	s.fillEvent(ev, q, took)
 	s.events.Record(ev)
 	*ev = policies.AccessEvent{}
 	eventPool.Put(ev)
@@ -558,7 +559,8 @@ func (s *Server) record(q *query) {
 
 var eventPool = sync.Pool{New: func() any { return new(policies.AccessEvent) }}
 
-func (s *Server) fillEvent(ev *policies.AccessEvent, q *query) {
+// fillEvent fills ev for q, answered took after it arrived.
+func (s *Server) fillEvent(ev *policies.AccessEvent, q *query, took time.Duration) {
 	ev.Time = q.start
 	ev.Protocol = policies.ProtoDNS
 	ev.Proto = policies.ProtoDNS.String()
@@ -578,7 +580,7 @@ func (s *Server) fillEvent(ev *policies.AccessEvent, q *query) {
 	ev.Status = q.rcode
 	ev.BytesDown = int64(len(q.out))
 	ev.Upstream = q.upTime
-	ev.Latency = time.Since(q.start) - q.upTime
+	ev.Latency = took - q.upTime
 	if !q.decided {
 		ev.Action = policies.ActionBlock.String()
 		ev.Reason = q.reason
