@@ -1,11 +1,8 @@
 package dnsfilter
 
 import (
-	"net"
-	"net/netip"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/cordon-gw/cordon/reports"
 )
@@ -31,46 +28,5 @@ func BenchmarkCacheHitEvent(b *testing.B) {
 	}
 	defer p.Close(b.Context())
 	s.events = p
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pc.Close()
-	u := newUDPServer(s, pc)
-	r := newUDPReader(u)
-	from := netip.MustParseAddrPort("127.0.0.1:40000")
-	m := benchQuery("www.example.org")
-	m.Id = 4321
-	wire, err := m.Pack()
-	if err != nil {
-		b.Fatal(err)
-	}
-	serve := func() int {
-		q := u.serveOne(r, wire, from, nil, time.Now())
-		if q == nil {
-			return 0
-		}
-		n := len(q.out)
-		s.record(q)
-		putQuery(q)
-		return n
-	}
-	for range 200 {
-		if serve() > 0 {
-			break
-		}
-		r.flushUpstream()
-		time.Sleep(5 * time.Millisecond)
-		u.s.pool.poll(r)
-		r.flush()
-	}
-	if serve() == 0 {
-		b.Fatal("no cached answer")
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if serve() == 0 {
-			b.Fatal("no answer")
-		}
-	}
+	cacheHitLoop(b, s, "www.example.org")
 }
