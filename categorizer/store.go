@@ -382,8 +382,11 @@ func LoadLatest(ctx context.Context, store SnapshotStore) (*Index, error) {
 // with each decoded Index (apply swaps it in, e.g. Engine.SetIndex). A
 // snapshot that fails to load or decode is logged and skipped; the
 // current one keeps serving. Follow returns when ctx is done. current is
-// the version already applied (0 for none).
-func Follow(ctx context.Context, store SnapshotStore, current uint64, logger *slog.Logger, apply func(*Index) error) error {
+// the version already applied (0 for none). compiled, when not nil,
+// returns the Index of a version this process compiled itself (nil
+// otherwise): Follow applies it as it is instead of fetching and decoding
+// a second copy.
+func Follow(ctx context.Context, store SnapshotStore, current uint64, logger *slog.Logger, compiled func(version uint64) *Index, apply func(*Index) error) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -407,29 +410,31 @@ func Follow(ctx context.Context, store SnapshotStore, current uint64, logger *sl
 		})
 	}()
 	load := func(v uint64, latest bool) {
-		var data []byte
 		var err error
 		if latest {
 			// Only the version first: the data is fetched when it is new.
-			if v, err = store.LatestVersion(ctx); err == nil && v <= current {
-				return
-			}
+			v, err = store.LatestVersion(ctx)
 		}
-		if err == nil {
-			data, err = store.Get(ctx, v)
+		if err == nil && v <= current {
+			return
+		}
+		var ix *Index
+		if err == nil && compiled != nil {
+			ix = compiled(v) // this process built it: no fetch, no decode
+		}
+		if ix == nil && err == nil {
+			var data []byte
+			if data, err = store.Get(ctx, v); err == nil {
+				if ix, err = DecodeSnapshot(data); err != nil {
+					logger.ErrorContext(ctx, "rejected snapshot", "version", v, "err", err)
+					return
+				}
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, ErrNoSnapshot) && ctx.Err() == nil {
 				logger.WarnContext(ctx, "load snapshot", "version", v, "err", err)
 			}
-			return
-		}
-		if v <= current {
-			return
-		}
-		ix, err := DecodeSnapshot(data)
-		if err != nil {
-			logger.ErrorContext(ctx, "rejected snapshot", "version", v, "err", err)
 			return
 		}
 		if err := apply(ix); err != nil {

@@ -198,7 +198,7 @@ func TestFollowUpToDateFetchesNoData(t *testing.T) {
 	done := make(chan error, 1)
 	applied := atomic.Int32{}
 	go func() {
-		done <- Follow(ctx, cs, 7, nil, func(*Index) error { applied.Add(1); return nil })
+		done <- Follow(ctx, cs, 7, nil, nil, func(*Index) error { applied.Add(1); return nil })
 	}()
 	select {
 	case v := <-cs.versions:
@@ -233,7 +233,7 @@ func TestFollow(t *testing.T) {
 	applied := make(chan *Index, 8)
 	done := make(chan error, 1)
 	go func() {
-		done <- Follow(ctx, s, 0, slog.New(slog.NewTextHandler(t.Output(), nil)), func(ix *Index) error {
+		done <- Follow(ctx, s, 0, slog.New(slog.NewTextHandler(t.Output(), nil)), nil, func(ix *Index) error {
 			applied <- ix
 			return nil
 		})
@@ -266,5 +266,49 @@ func TestFollow(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Follow returned %v", err)
+	}
+}
+
+// The process that compiled a snapshot applies its own Index for it: no
+// fetch of the data, no decoded second copy.
+func TestFollowAppliesCompiledIndex(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	fs, err := NewFileStore(FileStoreConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBuilder()
+	id, _ := b.AddFeed("f", []string{"c"}, false)
+	_ = b.Add(id, Entry{Kind: KindDomain, Host: "a.example"})
+	own, _ := b.Build(8)
+	data, _ := EncodeSnapshot(own)
+	if err := fs.Put(ctx, 8, data); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{SnapshotStore: fs, versions: make(chan uint64, 4)}
+	compiled := func(v uint64) *Index {
+		if v == own.Version() {
+			return own
+		}
+		return nil
+	}
+	applied := make(chan *Index, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Follow(ctx, cs, 0, nil, compiled, func(ix *Index) error { applied <- ix; return nil })
+	}()
+	select {
+	case ix := <-applied:
+		if ix != own {
+			t.Errorf("Follow applied a copy of version %d, want the compiled Index", ix.Version())
+		}
+	case <-ctx.Done():
+		t.Fatal("Follow applied nothing")
+	}
+	cancel()
+	<-done
+	if n := cs.data.Load(); n != 0 {
+		t.Errorf("Follow fetched snapshot data %d times for a version it compiled", n)
 	}
 }

@@ -140,6 +140,16 @@ func (s *Syncer) Index() *Index {
 	return s.index
 }
 
+// Compiled returns the last compiled Index when it is the given version,
+// else nil (for Follow: the process that compiled a snapshot serves that
+// Index, not a decoded copy of it).
+func (s *Syncer) Compiled(version uint64) *Index {
+	if ix := s.Index(); ix != nil && ix.Version() == version {
+		return ix
+	}
+	return nil
+}
+
 // Sync refreshes every feed that is due (every feed when force is set, or
 // that has no good version yet), and when anything changed (or nothing
 // was compiled yet) compiles a new Index, stores and announces its

@@ -123,43 +123,28 @@ func BenchmarkTunnel(b *testing.B) {
 // allocations are the proxy's.
 func rawHTTPOrigin(b *testing.B, resp []byte) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
+	return rawOrigin(b, func(c net.Conn) {
+		buf := make([]byte, 8192)
+		have := 0
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf[have:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 8192)
-				have := 0
-				for {
-					n, err := c.Read(buf[have:])
-					if err != nil {
-						return
-					}
-					have += n
-					// One write per complete head (requests have no body).
-					for {
-						i := bytes.Index(buf[:have], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-						have = copy(buf, buf[i+4:have])
-					}
+			have += n
+			// One write per complete head (requests have no body).
+			for {
+				i := bytes.Index(buf[:have], []byte("\r\n\r\n"))
+				if i < 0 {
+					break
 				}
-			}()
+				if _, err := c.Write(resp); err != nil {
+					return
+				}
+				have = copy(buf, buf[i+4:have])
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // BenchmarkProxiedRequest is one proxied GET (1 KiB and 64 KiB bodies) on

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cordon-gw/cordon/policies"
+
+	"github.com/cordon-gw/cordon/internal/testutil"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the block and warn page screenshots to testdata/blockpage.png and warnpage.png")
@@ -23,13 +25,7 @@ var updateScreenshot = flag.Bool("update-screenshot", false, "write the block an
 // its stdout (extra args select --dump-dom or --screenshot).
 func chromium(t *testing.T, h *harness, args ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium not installed: %v", err)
-		}
-		t.Skipf("chromium not installed: %v", err)
-	}
+	bin := testutil.Command(t, "chromium")
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	base := []string{

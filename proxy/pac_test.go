@@ -11,18 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cordon-gw/cordon/internal/testutil"
 )
 
 // evalPAC runs FindProxyForURL in node over cases ([url, host] pairs).
 func evalPAC(t *testing.T, pac string, cases [][2]string) []string {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("node not installed: %v", err)
-		}
-		t.Skipf("node not installed: %v", err)
-	}
+	node := testutil.Command(t, "node")
 	dir := t.TempDir()
 	pacFile, casesFile := filepath.Join(dir, "proxy.pac"), filepath.Join(dir, "cases.json")
 	b, _ := json.Marshal(cases)

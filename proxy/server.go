@@ -282,18 +282,11 @@ func (s *Server) newID() string {
 // present (wrong credentials are refused even from trusted networks),
 // otherwise from the client's network. ok=false means 407.
 func (s *Server) identify(r *http.Request, client netip.Addr) (*policies.Principal, bool) {
+	var auth []byte
 	if h := r.Header.Get("Proxy-Authorization"); h != "" {
-		user, pass, ok := parseBasic(h)
-		if !ok {
-			return nil, false
-		}
-		p, ok := s.engine.Authenticate(user, pass)
-		if !ok {
-			return nil, false
-		}
-		return s.engine.WithLocation(p, client), true
+		auth = []byte(h)
 	}
-	return s.engine.ClientPrincipal(client)
+	return s.identifyHeader(auth, client)
 }
 
 // policyBypass lists the policy's bypass-list hosts (sent DIRECT by PAC).

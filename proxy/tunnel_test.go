@@ -15,13 +15,13 @@ import (
 )
 
 // rawOrigin accepts TCP connections on loopback and hands each to serve.
-func rawOrigin(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
+func rawOrigin(tb testing.TB, serve func(net.Conn)) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	tb.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()

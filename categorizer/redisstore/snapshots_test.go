@@ -78,7 +78,7 @@ func TestPublishSecondStoreLoads(t *testing.T) {
 	}
 	applied := make(chan *categorizer.Index, 4)
 	go func() {
-		_ = categorizer.Follow(ctx, edge, 0, slog.New(slog.NewTextHandler(t.Output(), nil)), func(ix *categorizer.Index) error {
+		_ = categorizer.Follow(ctx, edge, 0, slog.New(slog.NewTextHandler(t.Output(), nil)), nil, func(ix *categorizer.Index) error {
 			applied <- ix
 			return nil
 		})

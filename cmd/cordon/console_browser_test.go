@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cordon-gw/cordon/policies"
+
+	"github.com/cordon-gw/cordon/internal/testutil"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "write the console screenshots to docs/screenshots/ for the README")
@@ -35,13 +36,7 @@ type browserSession struct {
 
 func newBrowser(t *testing.T, base string) *browserSession {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium not installed: %v", err)
-		}
-		t.Skipf("chromium not installed: %v", err)
-	}
+	bin := testutil.Command(t, "chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),

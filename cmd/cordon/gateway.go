@@ -260,14 +260,11 @@ func (g *gateway) setupCategorizer(ctx, bgctx context.Context) error {
 	g.log.Info("feed index loaded", "version", current, "entries", ix.Len())
 
 	g.go_("snapshot-follow", func() error {
-		return categorizer.Follow(bgctx, g.snaps, current, g.log, func(ix *categorizer.Index) error {
-			if g.syncer != nil {
-				// This process compiled it: serve the compiled Index, not
-				// a second, decoded copy of it (64 MB at 1.6 M entries).
-				if own := g.syncer.Index(); own != nil && own.Version() == ix.Version() {
-					ix = own
-				}
-			}
+		var compiled func(uint64) *categorizer.Index
+		if g.syncer != nil {
+			compiled = g.syncer.Compiled
+		}
+		return categorizer.Follow(bgctx, g.snaps, current, g.log, compiled, func(ix *categorizer.Index) error {
 			if err := g.engine.SetIndex(ix); err != nil {
 				return err
 			}

@@ -97,14 +97,7 @@ func putQuery(q *query) {
 // goroutine (resolve handed it to the multiplexer): q then belongs to the
 // flight, and the caller must not touch it again.
 func (s *Server) handle(q *query) (waiting bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.metrics.panics.Inc()
-			s.logger.ErrorContext(s.baseCtx, "query handling panicked", logPanic, r, logClient, q.client)
-			q.out = q.out[:0]
-			s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
-		}
-	}()
+	defer s.recoverQuery(q)
 	m := q.msg
 	// 1. Validate.
 	if m.Response {
@@ -377,19 +370,23 @@ func (s *Server) finishFlight(key cacheKey, f *flight, r *udpReader) {
 	}
 }
 
+// recoverQuery, deferred, turns a panic while handling q into a counted,
+// logged SERVFAIL answer.
+func (s *Server) recoverQuery(q *query) {
+	if r := recover(); r != nil {
+		s.metrics.panics.Inc()
+		s.logger.ErrorContext(s.baseCtx, "query handling panicked", logPanic, r, logClient, q.client)
+		q.out = q.out[:0]
+		s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
+	}
+}
+
 // answerWaiter answers a UDP query that waited on a flight and releases
 // it (through r's batch when r reads its socket).
 func (s *Server) answerWaiter(q *query, e *entry, err error, r *udpReader) {
 	u := q.rd.u
 	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				s.metrics.panics.Inc()
-				s.logger.ErrorContext(s.baseCtx, "query handling panicked", logPanic, r, logClient, q.client)
-				q.out = q.out[:0]
-				s.answerRcode(q, dns.RcodeServerFailure, maServFail, noEDE, "")
-			}
-		}()
+		defer s.recoverQuery(q)
 		q.upTime = time.Since(q.start)
 		s.answerResolved(q, e, err)
 	}()
