@@ -324,7 +324,10 @@ func (m *udpMux) refused(sk *muxSocket, err error) {
 }
 
 // answer matches one datagram to its query and finishes it; r is the
-// reader that read it (nil: the socket's goroutine).
+// reader that read it (nil: the socket's goroutine). Readers and the
+// socket's goroutine read concurrently, so two answers to one query that
+// arrive back to back may finish it in either order; a later one is
+// ignored.
 func (m *udpMux) answer(sk *muxSocket, b []byte, r *udpReader) {
 	if len(b) < headerLen {
 		return

@@ -318,7 +318,15 @@ func TestMuxIgnoresMismatchedAnswers(t *testing.T) {
 		bad(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAAAA }) // another type
 		bad(func(m *dns.Msg) { m.Response = false })                 // not an answer
 		send(answerA(q))
-		bad(func(*dns.Msg) {}) // a late duplicate
+		// A late duplicate: late enough that the right answer has been
+		// taken. (Two datagrams that arrive back to back may be read by
+		// two goroutines at once — a reader's poll and the socket's own —
+		// and be matched in either order; both passed every check, so
+		// either may win, as the first of two valid answers would.)
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			bad(func(*dns.Msg) {})
+		}()
 	})
 	eng := newEngine(t, nil, policyFor("nxdomain"))
 	f := startFilter(t, Config{Upstreams: []string{up.addr}}, eng)
