@@ -282,8 +282,15 @@ func TestMuxCoalescesOneName(t *testing.T) {
 		}()
 	}
 	// The upstream holds its answer until every client's query has
-	// missed the cache (and so waits on the one flight).
-	for i := 0; i < 500 && testutil.ToFloat64(f.srv.metrics.cacheMisses) < clients; i++ {
+	// missed the cache (and so waits on the one flight) and the one
+	// upstream query has reached it (it is sent at the end of the
+	// reader's batch, after the misses are counted).
+	heldQueries := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(held)
+	}
+	for i := 0; i < 500 && (testutil.ToFloat64(f.srv.metrics.cacheMisses) < clients || heldQueries() == 0); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := testutil.ToFloat64(f.srv.metrics.cacheMisses); got != clients {
