@@ -176,12 +176,10 @@ func (c *countingStore) LatestVersion(ctx context.Context) (uint64, error) {
 	return v, err
 }
 
-// A follower that already serves the latest snapshot asks only for the
-// version: it never transfers the snapshot again (tens of MB from Redis
-// on every poll).
-func TestFollowUpToDateFetchesNoData(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+// followStore is a counting file store holding one snapshot of the given
+// version, and that snapshot's Index.
+func followStore(t *testing.T, version uint64) (*countingStore, *Index) {
+	t.Helper()
 	fs, err := NewFileStore(FileStoreConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -189,12 +187,24 @@ func TestFollowUpToDateFetchesNoData(t *testing.T) {
 	b := NewBuilder()
 	id, _ := b.AddFeed("f", []string{"c"}, false)
 	_ = b.Add(id, Entry{Kind: KindDomain, Host: "a.example"})
-	ix, _ := b.Build(7)
-	data, _ := EncodeSnapshot(ix)
-	if err := fs.Put(ctx, 7, data); err != nil {
+	ix, err := b.Build(version)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &countingStore{SnapshotStore: fs, versions: make(chan uint64, 4)}
+	data, _ := EncodeSnapshot(ix)
+	if err := fs.Put(t.Context(), version, data); err != nil {
+		t.Fatal(err)
+	}
+	return &countingStore{SnapshotStore: fs, versions: make(chan uint64, 4)}, ix
+}
+
+// A follower that already serves the latest snapshot asks only for the
+// version: it never transfers the snapshot again (tens of MB from Redis
+// on every poll).
+func TestFollowUpToDateFetchesNoData(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cs, _ := followStore(t, 7)
 	done := make(chan error, 1)
 	applied := atomic.Int32{}
 	go func() {
@@ -274,19 +284,7 @@ func TestFollow(t *testing.T) {
 func TestFollowAppliesCompiledIndex(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	fs, err := NewFileStore(FileStoreConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := NewBuilder()
-	id, _ := b.AddFeed("f", []string{"c"}, false)
-	_ = b.Add(id, Entry{Kind: KindDomain, Host: "a.example"})
-	own, _ := b.Build(8)
-	data, _ := EncodeSnapshot(own)
-	if err := fs.Put(ctx, 8, data); err != nil {
-		t.Fatal(err)
-	}
-	cs := &countingStore{SnapshotStore: fs, versions: make(chan uint64, 4)}
+	cs, own := followStore(t, 8)
 	compiled := func(v uint64) *Index {
 		if v == own.Version() {
 			return own
